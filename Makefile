@@ -1,0 +1,47 @@
+# gitopsd: the README explains each target.
+SHELL := /bin/bash
+GO ?= go
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+export CLUSTER_DIR
+
+MODULE = github.com/gitopsd/gitopsd
+# Packages whose tests start the local control plane.
+E2E_PKGS = $(MODULE)/test/cluster $(MODULE)/test/e2e
+# Everything else: the pure core and test helpers, no cluster needed.
+UNIT_PKGS = $(filter-out $(E2E_PKGS),$(shell $(GO) list ./...))
+
+.PHONY: all test lint unit e2e binaries cluster demo bench clean
+
+all: test
+
+## test: everything CI runs (.ci/run calls this).
+test: lint unit e2e
+
+## lint: gofmt and go vet, on both modules.
+lint:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## unit: unit tests, with the race detector.
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+## binaries: build the pinned control plane (etcd, kube-*, kubectl, kwok) if missing.
+binaries:
+	$(GO) run ./test/cmd/localcluster -build-only
+
+## e2e: end-to-end tests on a real local control plane.
+e2e: binaries
+	$(GO) test -count=1 -p 1 -timeout 40m $(E2E_PKGS)
+
+## cluster: the local cluster in the foreground; kubeconfig at $(CLUSTER_DIR)/kubeconfig.
+cluster: binaries
+	$(GO) run ./test/cmd/localcluster -dir "$(CLUSTER_DIR)"
+
+## demo: the local cluster with the MySQL stack on it.
+demo: binaries
+	./hack/demo.sh
+
+clean:
+	rm -rf .cluster
