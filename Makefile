@@ -41,7 +41,7 @@ cluster: binaries
 
 ## demo: the local cluster with the MySQL stack on it.
 demo: binaries
-	./hack/demo.sh
+	$(GO) run ./test/cmd/localcluster -dir "$(CLUSTER_DIR)" -apply overlays/dev
 
 clean:
 	rm -rf .cluster

@@ -11,8 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/gitopsd/gitopsd/test/cluster"
@@ -31,6 +33,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", envOr("CLUSTER_DIR", ".cluster"), "state directory (certificates, etcd data, logs, kubeconfig); env CLUSTER_DIR")
 	buildOnly := fs.Bool("build-only", false, "build the control-plane binaries if missing, then exit")
 	verbose := fs.Bool("v", false, "log the simulated EBS CSI driver's actions")
+	apply := fs.String("apply", "", "a kustomization directory to server-side apply once the cluster is up (the demo)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +69,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "cluster: ready in %s: Kubernetes %s, %d nodes; component logs in %s\n",
 		c.StartDuration.Round(1e8), cluster.KubeVersion, len(cluster.DefaultNodes()), filepath.Join(c.Dir(), "logs"))
 	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", c.Kubeconfig())
-	fmt.Fprintf(stderr, "kubectl: %s\nPress Ctrl-C to stop.\n", c.Binaries().Path("kubectl"))
+	kubectl := c.Binaries().Path("kubectl")
+	fmt.Fprintf(stderr, "kubectl: %s\n", kubectl)
+	if *apply != "" {
+		if err := applyDemo(ctx, kubectl, c.Kubeconfig(), *apply, stdout, stderr); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stderr, "Press Ctrl-C to stop.")
 
 	select {
 	case <-ctx.Done():
@@ -82,4 +92,32 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// applyDemo applies a kustomization with the cluster's kubectl, waits for the
+// MySQL StatefulSet and shows what a user of the walkthrough would look at.
+func applyDemo(ctx context.Context, kubectl, kubeconfig, dir string, stdout, stderr io.Writer) error {
+	steps := [][]string{
+		{"apply", "--server-side", "--field-manager=demo", "-k", dir},
+		{"-n", "mysql", "rollout", "status", "statefulset/mysql", "--timeout=2m"},
+		{"-n", "mysql", "get", "statefulset,pods,pvc", "-o", "wide"},
+		{"get", "pv"},
+	}
+	for _, args := range steps {
+		fmt.Fprintf(stderr, "\n$ kubectl %s\n", strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+		}
+	}
+	fmt.Fprintf(stdout, `
+The MySQL stack of the walkthrough is up. In another terminal:
+  export KUBECONFIG=%s
+  alias kubectl=%s
+  kubectl -n mysql scale statefulset mysql --replicas=3   # mysql-2 and data-mysql-2 appear
+  kubectl -n mysql scale statefulset mysql --replicas=2   # data-mysql-2 stays behind
+  kubectl -n mysql annotate pod mysql-1 sim.gitopsd.io/not-ready=mysql   # mysql-1 shows 1/2
+`, kubeconfig, kubectl)
+	return nil
 }
