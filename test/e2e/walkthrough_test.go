@@ -97,6 +97,56 @@ func TestWalkthrough(t *testing.T) {
 		})
 	})
 
+	t.Run("crash-loop switch holds a container in CrashLoopBackOff", func(t *testing.T) {
+		if err := cluster.SetFault(ctx, env.cs, ns, "mysql-0", cluster.CrashLoopAnnotation, "mysql"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "mysql of mysql-0 in CrashLoopBackOff", func(ctx context.Context) error {
+			pod, err := env.cs.CoreV1().Pods(ns).Get(ctx, "mysql-0", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, s := range pod.Status.ContainerStatuses {
+				if s.Name == "mysql" && s.State.Waiting != nil && s.State.Waiting.Reason == "CrashLoopBackOff" && !s.Ready && s.RestartCount > 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("container statuses: %+v", pod.Status.ContainerStatuses)
+		})
+		if err := cluster.ClearFault(ctx, env.cs, ns, "mysql-0", cluster.CrashLoopAnnotation); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "mysql-0 back at 2/2", func(ctx context.Context) error {
+			if got := readyContainers(ctx, "mysql-0"); got != "2/2" {
+				return fmt.Errorf("mysql-0 shows %s", got)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a claim grows when its class allows expansion", func(t *testing.T) {
+		patch := []byte(`{"spec":{"resources":{"requests":{"storage":"20Gi"}}}}`)
+		if _, err := env.cs.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, "data-mysql-0", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want := resource.MustParse("20Gi")
+		eventually(t, 20*time.Second, "data-mysql-0 and its PV at 20Gi", func(ctx context.Context) error {
+			pvc, err := env.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-mysql-0", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			pv, err := env.cs.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			got, pvSize := pvc.Status.Capacity[corev1.ResourceStorage], pv.Spec.Capacity[corev1.ResourceStorage]
+			if got.Cmp(want) != 0 || pvSize.Cmp(want) != 0 {
+				return fmt.Errorf("claim capacity %s, volume capacity %s", got.String(), pvSize.String())
+			}
+			return nil
+		})
+	})
+
 	t.Run("deleted pod comes back on the same claim", func(t *testing.T) {
 		old, err := env.cs.CoreV1().Pods(ns).Get(ctx, "mysql-1", metav1.GetOptions{})
 		if err != nil {

@@ -575,3 +575,16 @@ func TestLibraryLoggerDemotes(t *testing.T) {
 		t.Errorf("DEBUG handler lost the library's error:\n%s", out)
 	}
 }
+
+func TestProvisioningFailureLoggedOnce(t *testing.T) {
+	var buf bytes.Buffer
+	p := &provisioner{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	claim := dataClaim("data-mysql-0", "10Gi")
+	ctx := context.Background()
+	p.logFailure(ctx, claim, errors.New("StorageClass/bad: one"))
+	p.logFailure(ctx, claim, errors.New("StorageClass/bad: one")) // a retry
+	p.logFailure(ctx, claim, errors.New("StorageClass/bad: two"))
+	if got := strings.Count(buf.String(), "level=ERROR"); got != 2 {
+		t.Errorf("logged %d errors, want 2 (one per distinct error):\n%s", got, buf.String())
+	}
+}

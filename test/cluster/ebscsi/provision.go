@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,12 +23,16 @@ import (
 
 // provisioner is the driver's CreateVolume and DeleteVolume behind the
 // external-provisioner, for the provisioning library to call. The library
-// calls it from several workers at once; it keeps no mutable state.
+// calls it from several workers at once.
 type provisioner struct {
 	driverName string
 	identity   string
 	nodes      corelisters.NodeLister
 	log        *slog.Logger
+	// failures holds the last error logged for each failing claim (by UID),
+	// so that a claim retried with backoff is logged once per distinct
+	// error; the library's Events report every attempt.
+	failures sync.Map
 }
 
 var (
@@ -77,21 +82,8 @@ func (p *provisioner) Provision(ctx context.Context, opts controller.ProvisionOp
 		claim:      opts.PVC,
 		pvName:     opts.PVName,
 	}
-	if name := opts.SelectedNodeName; name != "" {
-		node, err := p.nodes.Get(name)
-		if apierrors.IsNotFound(err) {
-			// As the external-provisioner does: have the scheduler pick again.
-			return nil, controller.ProvisioningReschedule, fmt.Errorf("selected Node/%s: %w", name, err)
-		} else if err != nil {
-			return nil, controller.ProvisioningNoChange, err
-		}
-		req.selectedNode = node
-	} else {
-		nodes, err := p.nodes.List(labels.Everything())
-		if err != nil {
-			return nil, controller.ProvisioningNoChange, err
-		}
-		req.nodes = nodes
+	if state, err := p.placement(&req, opts.SelectedNodeName); err != nil {
+		return nil, state, err
 	}
 	id, err := newVolumeID(rand.Reader)
 	if err != nil {
@@ -103,12 +95,40 @@ func (p *provisioner) Provision(ctx context.Context, opts controller.ProvisionOp
 	if errors.As(err, &ignored) {
 		return nil, controller.ProvisioningFinished, ignored
 	} else if err != nil {
-		p.log.Error("provisioning failed", "pvc", opts.PVC.Namespace+"/"+opts.PVC.Name, "err", err)
+		p.logFailure(ctx, opts.PVC, err)
 		return nil, controller.ProvisioningFinished, err
 	}
+	p.failures.Delete(opts.PVC.UID)
 	p.log.Debug("created volume", "pvc", opts.PVC.Namespace+"/"+opts.PVC.Name, "pv", pv.Name,
 		"volumeHandle", id, "capacity", pv.Spec.Capacity.Storage().String(), "zone", zoneOf(pv))
 	return pv, controller.ProvisioningFinished, nil
+}
+
+// placement gives req what decides the volume's zone: the Node called
+// selected, or all Nodes when none is. A selected Node that is gone sends
+// the claim back to the scheduler, as the external-provisioner does.
+func (p *provisioner) placement(req *provisionRequest, selected string) (controller.ProvisioningState, error) {
+	if selected == "" {
+		nodes, err := p.nodes.List(labels.Everything())
+		req.nodes = nodes
+		return controller.ProvisioningNoChange, err
+	}
+	node, err := p.nodes.Get(selected)
+	if apierrors.IsNotFound(err) {
+		return controller.ProvisioningReschedule, fmt.Errorf("selected Node/%s: %w", selected, err)
+	}
+	req.selectedNode = node
+	return controller.ProvisioningNoChange, err
+}
+
+// logFailure logs err for claim at ERROR the first time, at DEBUG when it
+// repeats.
+func (p *provisioner) logFailure(ctx context.Context, claim *corev1.PersistentVolumeClaim, err error) {
+	level := slog.LevelError
+	if last, seen := p.failures.Swap(claim.UID, err.Error()); seen && last == err.Error() {
+		level = slog.LevelDebug
+	}
+	p.log.Log(ctx, level, "provisioning failed", "pvc", claim.Namespace+"/"+claim.Name, "err", err)
 }
 
 // Delete "deletes" the EBS volume behind pv. The library then deletes pv.
