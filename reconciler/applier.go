@@ -1,0 +1,292 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+)
+
+// FieldManager is the server-side apply field manager of every write.
+const FieldManager = "gitopsd"
+
+// RevisionAnnotation records on every applied object the source revision
+// it was last applied from.
+const RevisionAnnotation = "gitopsd.io/revision"
+
+// Action is what an apply did to one object.
+type Action string
+
+const (
+	Created    Action = "created"
+	Configured Action = "configured"
+	Unchanged  Action = "unchanged"
+	Pruned     Action = "pruned"
+)
+
+// Change is one object's outcome.
+type Change struct {
+	Ref    ObjRef
+	Action Action
+}
+
+// ApplierOptions tunes the Applier. The zero value works.
+type ApplierOptions struct {
+	// Concurrency bounds the requests in flight within one stage. Default 8.
+	Concurrency int
+	// NoForceConflicts refuses to take over fields another manager owns
+	// (kubectl without --force-conflicts); by default gitopsd takes
+	// ownership, as Flux does, since git is the source of truth.
+	NoForceConflicts bool
+}
+
+// Applier validates and server-side applies a set of objects.
+type Applier struct {
+	dyn    dynamic.Interface
+	mapper meta.ResettableRESTMapper
+	opts   ApplierOptions
+}
+
+// NewApplier returns an Applier; the mapper turns kinds into resources.
+func NewApplier(dyn dynamic.Interface, mapper meta.ResettableRESTMapper, opts ApplierOptions) *Applier {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	return &Applier{dyn: dyn, mapper: mapper, opts: opts}
+}
+
+// plan is the dry-run verdict for one object.
+type plan struct {
+	obj    *unstructured.Unstructured
+	action Action
+}
+
+// ValidationError collects every object the server-side dry-run rejected.
+type ValidationError struct{ Errs []error }
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e *ValidationError) Unwrap() []error { return e.Errs }
+
+// Validate server-side dry-runs every object and says, for each, whether an
+// apply would create, change or leave it. Any rejection fails the whole set:
+// a ValidationError naming each object and the server's message (which names
+// the field). Objects in a namespace the set itself creates are dry-run in
+// the default namespace, since the API server cannot admit them before their
+// namespace exists; that still validates their schema.
+func (a *Applier) Validate(ctx context.Context, objs []*unstructured.Unstructured) ([]plan, error) {
+	newNamespaces, err := a.missingNamespaces(ctx, objs)
+	if err != nil {
+		return nil, err
+	}
+	plans := make([]plan, len(objs))
+	errs := make([]error, len(objs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.opts.Concurrency)
+	for i, obj := range objs {
+		g.Go(func() error {
+			plans[i], errs[i] = a.dryRun(gctx, obj, newNamespaces[obj.GetNamespace()])
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var failed []error
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		return nil, &ValidationError{Errs: failed}
+	}
+	return plans, nil
+}
+
+func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, nsMissing bool) (plan, error) {
+	ref := RefOf(obj)
+	res, err := a.resource(obj)
+	if err != nil {
+		return plan{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	if nsMissing {
+		probe := obj.DeepCopy()
+		probe.SetNamespace(metav1.NamespaceDefault)
+		res, _ = a.resource(probe)
+		if _, err := a.patch(ctx, res, probe, true, true); err != nil {
+			return plan{}, fmt.Errorf("%s: dry-run: %w", ref, err)
+		}
+		return plan{obj: obj, action: Created}, nil
+	}
+	live, err := res.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return plan{}, fmt.Errorf("%s: get: %w", ref, err)
+	}
+	dry, err := a.patch(ctx, res, obj, true, !a.opts.NoForceConflicts)
+	if err != nil {
+		return plan{}, fmt.Errorf("%s: dry-run: %w", ref, explain(err))
+	}
+	switch {
+	case !exists:
+		return plan{obj: obj, action: Created}, nil
+	case apiequality.Semantic.DeepEqual(live.Object, dry.Object):
+		return plan{obj: obj, action: Unchanged}, nil
+	default:
+		return plan{obj: obj, action: Configured}, nil
+	}
+}
+
+// Apply writes the objects the dry-run found would change, stage by stage
+// (namespaces and CRDs, other cluster-scoped objects, then the rest), and
+// returns every object's outcome in input order.
+func (a *Applier) Apply(ctx context.Context, plans []plan) ([]Change, error) {
+	changes := make([]Change, len(plans))
+	for i, p := range plans {
+		changes[i] = Change{Ref: RefOf(p.obj), Action: p.action}
+	}
+	for stage := range 3 {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(a.opts.Concurrency)
+		for i, p := range plans {
+			if p.action == Unchanged || stageOf(p.obj) != stage {
+				continue
+			}
+			g.Go(func() error {
+				res, err := a.resource(p.obj)
+				if err == nil {
+					_, err = a.patch(gctx, res, p.obj, false, !a.opts.NoForceConflicts)
+				}
+				if err != nil {
+					return fmt.Errorf("%s: apply: %w", changes[i].Ref, explain(err))
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return changes, err
+		}
+	}
+	return changes, nil
+}
+
+func stageOf(obj *unstructured.Unstructured) int {
+	switch obj.GetKind() {
+	case "Namespace", "CustomResourceDefinition":
+		return 0
+	}
+	if obj.GetNamespace() == "" {
+		return 1
+	}
+	return 2
+}
+
+func (a *Applier) patch(ctx context.Context, res dynamic.ResourceInterface, obj *unstructured.Unstructured, dryRun, force bool) (*unstructured.Unstructured, error) {
+	data, err := json.Marshal(obj.Object)
+	if err != nil {
+		return nil, err
+	}
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	return res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts)
+}
+
+// resource maps an object to its API resource client.
+func (a *Applier) resource(obj *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := obj.GroupVersionKind()
+	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		a.mapper.Reset() // a CRD may have been installed since discovery ran
+		mapping, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("unknown kind %s: %w", gvk, err)
+	}
+	ri := a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		if obj.GetNamespace() == "" {
+			return nil, errors.New("namespaced kind without a namespace")
+		}
+		return ri.Namespace(obj.GetNamespace()), nil
+	}
+	return ri, nil
+}
+
+// missingNamespaces lists the namespaces the set creates that do not exist yet.
+func (a *Applier) missingNamespaces(ctx context.Context, objs []*unstructured.Unstructured) (map[string]bool, error) {
+	missing := map[string]bool{}
+	for _, obj := range objs {
+		if obj.GetKind() != "Namespace" || obj.GroupVersionKind().Group != "" {
+			continue
+		}
+		res, err := a.resource(obj)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := res.Get(ctx, obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			missing[obj.GetName()] = true
+		} else if err != nil {
+			return nil, fmt.Errorf("Namespace/%s: get: %w", obj.GetName(), err)
+		}
+	}
+	return missing, nil
+}
+
+// explain adds a remediation to errors a user cannot act on from the server's
+// message alone.
+func explain(err error) error {
+	msg := err.Error()
+	if apierrors.IsInvalid(err) && strings.Contains(msg, "Forbidden: updates to statefulset spec for fields other than") {
+		return fmt.Errorf("%w (a StatefulSet's volumeClaimTemplates, selector and serviceName cannot change in place; gitopsd never deletes a StatefulSet to change them: "+
+			"delete it with --cascade=orphan so its pods and claims stay, and the next sync recreates it)", err)
+	}
+	if apierrors.IsConflict(err) && strings.Contains(msg, "conflict") {
+		return fmt.Errorf("%w (another field manager owns these fields; gitopsd was started with conflicts refused)", err)
+	}
+	return err
+}
+
+// resourceFor maps a reference to its API resource client, at the version
+// the server prefers.
+func (a *Applier) resourceFor(ref ObjRef) (dynamic.ResourceInterface, error) {
+	mapping, err := a.mapper.RESTMapping(ref.GroupKind())
+	if err != nil {
+		return nil, fmt.Errorf("unknown kind %s: %w", ref.GroupKind(), err)
+	}
+	ri := a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		return ri.Namespace(ref.Namespace), nil
+	}
+	return ri, nil
+}
+
+// get reads the live version of obj.
+func (a *Applier) get(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	res, err := a.resource(obj)
+	if err != nil {
+		return nil, err
+	}
+	return res.Get(ctx, obj.GetName(), metav1.GetOptions{})
+}

@@ -1,0 +1,268 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Snapshot is one immutable revision of a source: a directory and the
+// revision it holds.
+type Snapshot struct {
+	Dir      string
+	Revision string
+}
+
+// Source is where desired state comes from (sources/git, sources/dir).
+// Fetch is called from one goroutine at a time.
+type Source interface {
+	// Fetch brings the source up to date and returns its current snapshot.
+	Fetch(ctx context.Context) (Snapshot, error)
+	// String describes the source without secrets.
+	String() string
+}
+
+// BuildFunc renders a snapshot directory into objects in apply order.
+type BuildFunc func(ctx context.Context, dir string) ([]*unstructured.Unstructured, error)
+
+// Stage names the step of a sync that failed, as logged in `stage`.
+type Stage string
+
+const (
+	StageFetch    Stage = "fetch"
+	StageBuild    Stage = "build"
+	StageValidate Stage = "validate"
+	StageApply    Stage = "apply"
+	StagePrune    Stage = "prune"
+	StageHealth   Stage = "health"
+)
+
+// SyncError is a failed sync: the stage, the revision (empty when the fetch
+// failed) and the cause. Nothing was changed when the stage is fetch, build
+// or validate.
+type SyncError struct {
+	Stage    Stage
+	Revision string
+	Err      error
+}
+
+func (e *SyncError) Error() string { return fmt.Sprintf("%s: %v", e.Stage, e.Err) }
+func (e *SyncError) Unwrap() error { return e.Err }
+
+// SyncOptions tunes a Syncer. The zero value works.
+type SyncOptions struct {
+	// NoPrune turns pruning off: objects that left git stay.
+	NoPrune bool
+	// PruneMaxShare is the largest share of the inventory one sync may
+	// delete; a larger prune is refused as a likely mistake. Default 0.5.
+	PruneMaxShare float64
+	// HealthTimeout bounds the wait for changed workloads. Default 5m.
+	HealthTimeout time.Duration
+	// HealthInterval is how often health is polled. Default 1s.
+	HealthInterval time.Duration
+}
+
+// SyncResult is what one successful sync did.
+type SyncResult struct {
+	Revision string
+	Changes  []Change
+	Kept     []Kept
+	Duration time.Duration
+}
+
+// Count returns how many objects got the action.
+func (r SyncResult) Count(a Action) int {
+	n := 0
+	for _, c := range r.Changes {
+		if c.Action == a {
+			n++
+		}
+	}
+	return n
+}
+
+// Syncer runs one sync: fetch, build, validate, apply, prune, health.
+type Syncer struct {
+	source  Source
+	build   BuildFunc
+	applier *Applier
+	inv     *Inventory
+	opts    SyncOptions
+}
+
+// NewSyncer wires the stages of a sync together.
+func NewSyncer(source Source, build BuildFunc, applier *Applier, inv *Inventory, opts SyncOptions) *Syncer {
+	if opts.PruneMaxShare <= 0 {
+		opts.PruneMaxShare = 0.5
+	}
+	if opts.HealthTimeout <= 0 {
+		opts.HealthTimeout = 5 * time.Minute
+	}
+	if opts.HealthInterval <= 0 {
+		opts.HealthInterval = time.Second
+	}
+	return &Syncer{source: source, build: build, applier: applier, inv: inv, opts: opts}
+}
+
+// Sync brings the cluster to the source's current revision.
+func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
+	start := time.Now()
+	snap, err := s.source.Fetch(ctx)
+	if err != nil {
+		return SyncResult{}, &SyncError{Stage: StageFetch, Err: err}
+	}
+	res, err := s.syncSnapshot(ctx, snap)
+	res.Revision = snap.Revision
+	res.Duration = time.Since(start)
+	if err != nil {
+		var se *SyncError
+		if errors.As(err, &se) {
+			se.Revision = snap.Revision
+		}
+	}
+	return res, err
+}
+
+func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, error) {
+	var res SyncResult
+	objs, err := s.build(ctx, snap.Dir)
+	if err != nil {
+		return res, &SyncError{Stage: StageBuild, Err: err}
+	}
+	if len(objs) == 0 {
+		return res, &SyncError{Stage: StageValidate, Err: fmt.Errorf("%w: nothing applied, nothing pruned", ErrEmptyBuild)}
+	}
+	current := make([]ObjRef, len(objs))
+	for i, obj := range objs {
+		s.stamp(obj, snap.Revision)
+		current[i] = RefOf(obj)
+	}
+	previous, _, err := s.inv.Load(ctx)
+	if err != nil {
+		return res, &SyncError{Stage: StageValidate, Err: err}
+	}
+	plans, err := s.applier.Validate(ctx, objs)
+	if err != nil {
+		return res, &SyncError{Stage: StageValidate, Err: err}
+	}
+	// Record the union first: a sync cut short after applying still knows
+	// every object it may have created.
+	stored := previous
+	if changed(stored, union(previous, current)) {
+		stored = union(previous, current)
+		if err := s.inv.Store(ctx, stored, snap.Revision); err != nil {
+			return res, &SyncError{Stage: StageApply, Err: err}
+		}
+	}
+	res.Changes, err = s.applier.Apply(ctx, plans)
+	if err != nil {
+		return res, &SyncError{Stage: StageApply, Err: err}
+	}
+	if err := s.prune(ctx, previous, current, stored, snap.Revision, &res); err != nil {
+		return res, &SyncError{Stage: StagePrune, Err: err}
+	}
+	if err := s.waitHealthy(ctx, res.Changes, objs); err != nil {
+		return res, &SyncError{Stage: StageHealth, Err: err}
+	}
+	return res, nil
+}
+
+// stamp marks an object as a member of this inventory at this revision.
+func (s *Syncer) stamp(obj *unstructured.Unstructured, revision string) {
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[applySetPartOfLabel] = s.inv.ID()
+	obj.SetLabels(labels)
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[RevisionAnnotation] = revision
+	obj.SetAnnotations(annotations)
+}
+
+func (s *Syncer) prune(ctx context.Context, previous, current, stored []ObjRef, revision string, res *SyncResult) error {
+	keep := current
+	if !s.opts.NoPrune {
+		plan, err := PlanPrune(previous, current, s.opts.PruneMaxShare)
+		if err != nil {
+			return err
+		}
+		res.Kept = plan.Keep
+		for _, ref := range plan.Delete {
+			deleted, why, err := s.deleteIfOurs(ctx, ref)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				res.Changes = append(res.Changes, Change{Ref: ref, Action: Pruned})
+			} else if why != "" {
+				res.Kept = append(res.Kept, Kept{Ref: ref, Reason: why})
+			}
+		}
+	} else {
+		keep = union(previous, current) // still ours, just not deleted
+	}
+	if changed(stored, keep) {
+		return s.inv.Store(ctx, keep, revision)
+	}
+	return nil
+}
+
+// deleteIfOurs deletes a pruned object unless it opted out or no longer
+// belongs to this inventory; a gone object counts as done.
+func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, error) {
+	res, err := s.applier.resourceFor(ref)
+	if err != nil {
+		return false, "", fmt.Errorf("%s: %w", ref, err)
+	}
+	live, err := res.Get(ctx, ref.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("%s: get: %w", ref, err)
+	}
+	if live.GetAnnotations()[PruneDisabledAnnotation] == "disabled" {
+		return false, PruneDisabledAnnotation + ": disabled", nil
+	}
+	if live.GetLabels()[applySetPartOfLabel] != s.inv.ID() {
+		return false, "no longer part of this inventory", nil
+	}
+	policy := metav1.DeletePropagationBackground
+	uid := live.GetUID()
+	err = res.Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, "", fmt.Errorf("%s: delete: %w", ref, err)
+	}
+	return true, "", nil
+}
+
+func (s *Syncer) waitHealthy(ctx context.Context, changes []Change, objs []*unstructured.Unstructured) error {
+	check := needsHealthCheck(changes, objs)
+	if len(check) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HealthTimeout)
+	defer cancel()
+	return WaitHealthy(ctx, s.applier.get, check, s.opts.HealthInterval)
+}
+
+func union(a, b []ObjRef) []ObjRef {
+	out := slices.Concat(a, b)
+	slices.SortFunc(out, compareRefs)
+	return slices.Compact(out)
+}
+
+// changed reports whether two inventories differ as sets.
+func changed(a, b []ObjRef) bool {
+	return !slices.Equal(union(a, nil), union(b, nil))
+}
