@@ -90,9 +90,9 @@ func WaitHealthy(ctx context.Context, get getter, objs []*unstructured.Unstructu
 // created or changed, of kinds with a readiness notion.
 func needsHealthCheck(changes []Change, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
-	for i, c := range changes {
-		if c.Action != Unchanged && slices.Contains(healthKinds, c.Ref.Kind) {
-			out = append(out, objs[i])
+	for i, obj := range objs { // changes[i] is objs[i]'s; prunes follow them
+		if c := changes[i]; c.Action != Unchanged && slices.Contains(healthKinds, c.Ref.Kind) {
+			out = append(out, obj)
 		}
 	}
 	return out
