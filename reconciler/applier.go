@@ -69,6 +69,28 @@ func NewApplier(dyn dynamic.Interface, mapper meta.ResettableRESTMapper, opts Ap
 type plan struct {
 	obj    *unstructured.Unstructured
 	action Action
+	fields []FieldDiff // for Configured: what would change
+}
+
+// ObjectPlan is what an apply would do to one object.
+type ObjectPlan struct {
+	Ref    ObjRef
+	Action Action
+	Fields []FieldDiff
+}
+
+// Plan dry-runs the objects (as Validate does) and reports, per object, the
+// action an apply would take and the fields it would change.
+func (a *Applier) Plan(ctx context.Context, objs []*unstructured.Unstructured) ([]ObjectPlan, error) {
+	plans, err := a.Validate(ctx, objs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ObjectPlan, len(plans))
+	for i, p := range plans {
+		out[i] = ObjectPlan{Ref: RefOf(p.obj), Action: p.action, Fields: p.fields}
+	}
+	return out, nil
 }
 
 // ValidationError collects every object the server-side dry-run rejected.
@@ -153,7 +175,7 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 	case apiequality.Semantic.DeepEqual(live.Object, dry.Object):
 		return plan{obj: obj, action: Unchanged}, nil
 	default:
-		return plan{obj: obj, action: Configured}, nil
+		return plan{obj: obj, action: Configured, fields: DiffObjects(live.Object, dry.Object)}, nil
 	}
 }
 

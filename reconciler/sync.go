@@ -173,6 +173,27 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	return res, nil
 }
 
+// Plan fetches and builds the source as Sync does, and reports what an
+// apply would do, without changing anything: `gitopsd diff`.
+func (s *Syncer) Plan(ctx context.Context) ([]ObjectPlan, error) {
+	snap, err := s.source.Fetch(ctx)
+	if err != nil {
+		return nil, &SyncError{Stage: StageFetch, Err: err}
+	}
+	objs, err := s.build(ctx, snap.Dir)
+	if err != nil {
+		return nil, &SyncError{Stage: StageBuild, Revision: snap.Revision, Err: err}
+	}
+	for _, obj := range objs {
+		s.stamp(obj, snap.Revision)
+	}
+	plans, err := s.applier.Plan(ctx, objs)
+	if err != nil {
+		return nil, &SyncError{Stage: StageValidate, Revision: snap.Revision, Err: err}
+	}
+	return plans, nil
+}
+
 // stamp marks an object as a member of this inventory at this revision.
 func (s *Syncer) stamp(obj *unstructured.Unstructured, revision string) {
 	labels := obj.GetLabels()

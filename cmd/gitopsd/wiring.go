@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/gitopsd/gitopsd/kustomize"
+	"github.com/gitopsd/gitopsd/reconciler"
+	"github.com/gitopsd/gitopsd/sources/dir"
+	"github.com/gitopsd/gitopsd/sources/git"
+)
+
+// source adapts sources/git and sources/dir to the reconciler's Source.
+type source struct {
+	fetch   func(context.Context) (reconciler.Snapshot, error)
+	name    string
+	watched *dir.Source // set for --dir: its watcher must run
+}
+
+func (s *source) Fetch(ctx context.Context) (reconciler.Snapshot, error) { return s.fetch(ctx) }
+func (s *source) String() string                                         { return s.name }
+
+func newSource(o *options) (*source, error) {
+	switch {
+	case o.gitURL != "" && o.dir != "":
+		return nil, errors.New("--git-url and --dir exclude each other")
+	case o.gitURL != "":
+		var auth git.Auth
+		if o.gitSecretDir != "" {
+			var err error
+			if auth, err = git.AuthFromFiles(o.gitSecretDir); err != nil {
+				return nil, err
+			}
+		}
+		g, err := git.New(git.Options{URL: o.gitURL, Ref: o.gitRef, CacheDir: o.cacheDir, Auth: auth,
+			InsecureSkipHostKeyCheck: o.gitInsecureSkipHostKeyCheck})
+		if err != nil {
+			return nil, err
+		}
+		return &source{name: g.String(), fetch: func(ctx context.Context) (reconciler.Snapshot, error) {
+			snap, err := g.Fetch(ctx)
+			return reconciler.Snapshot{Dir: snap.Dir, Revision: snap.Revision}, err
+		}}, nil
+	case o.dir != "":
+		d, err := dir.New(dir.Options{Path: o.dir})
+		if err != nil {
+			return nil, err
+		}
+		return &source{name: d.String(), watched: d, fetch: func(ctx context.Context) (reconciler.Snapshot, error) {
+			snap, err := d.Fetch(ctx)
+			return reconciler.Snapshot{Dir: snap.Dir, Revision: snap.Revision}, err
+		}}, nil
+	}
+	return nil, errors.New("no source: set --git-url or --dir")
+}
+
+// buildFunc renders --path inside a snapshot.
+func buildFunc(o *options) reconciler.BuildFunc {
+	b := kustomize.NewBuilder(kustomize.Options{AllowRemoteBases: o.allowRemoteBases})
+	return func(ctx context.Context, root string) ([]*unstructured.Unstructured, error) {
+		res, err := b.Build(ctx, root, o.path)
+		if err != nil {
+			return nil, err
+		}
+		return res.Objects, nil
+	}
+}
+
+// clients are built once per process.
+type clients struct {
+	config *rest.Config
+	cs     kubernetes.Interface
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newClients(o *options) (*clients, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if o.kubeconfig != "" {
+		rules.ExplicitPath = o.kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+		&clientcmd.ConfigOverrides{CurrentContext: o.context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.UserAgent = "gitopsd/" + version()
+	cfg.QPS, cfg.Burst = 50, 100
+	c := &clients{config: cfg}
+	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if c.dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
+	return c, nil
+}
+
+func newSyncer(o *options, src reconciler.Source, c *clients) *reconciler.Syncer {
+	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts})
+	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o))
+	return reconciler.NewSyncer(src, buildFunc(o), applier, inv, reconciler.SyncOptions{
+		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout,
+	})
+}
+
+var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// inventoryName is the ApplySet parent's name: --name, else the path.
+func inventoryName(o *options) string {
+	name := o.name
+	if name == "" {
+		name = filepath.Clean(o.path)
+		if name == "." {
+			name = "root"
+		}
+	}
+	name = strings.Trim(notDNS.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	return "gitopsd-" + name
+}

@@ -1,0 +1,364 @@
+package kustomize
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"sigs.k8s.io/kustomize/api/konfig"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// confinedFS is the filesys.FileSystem that krusty gets for one build. It is
+// read-only, and it resolves every path it is given (symlinks included) and
+// refuses any that ends up outside the snapshot root, so that neither a
+// symlink nor a "../" in a kustomization reaches the rest of the machine. It
+// also enforces the read limits and, when a kustomization file or a builtin
+// plugin configuration is read, refuses remote references in it before
+// kustomize can act on them (see remote.go).
+//
+// kustomize sometimes swallows an error from its file system (it tries a
+// resource as a file, then as a directory, and reports only the last error),
+// so the first refusal is also kept in fatal: Build fails with it even when
+// kustomize would have carried on or said something vaguer.
+type confinedFS struct {
+	root string // absolute and free of symlinks
+
+	// cloneDir is the resolved temporary directory under which kustomize
+	// clones remote bases ("kustomize-*" directories). Empty unless remote
+	// bases are allowed, in which case reads there are allowed too.
+	cloneDir string
+
+	allowRemote bool
+	maxFile     int64
+	maxTotal    int64
+
+	mu    sync.Mutex
+	read  int64 // bytes read so far in this build
+	fatal error // the first refusal, see above
+}
+
+var _ filesys.FileSystem = (*confinedFS)(nil)
+
+// newConfinedFS returns a confinedFS for root, which must be absolute and
+// free of symlinks. opts must have its defaults filled in.
+func newConfinedFS(root string, opts Options) *confinedFS {
+	c := &confinedFS{
+		root:        root,
+		allowRemote: opts.AllowRemoteBases,
+		maxFile:     opts.MaxFileSize,
+		maxTotal:    opts.MaxTotalRead,
+	}
+	if opts.AllowRemoteBases {
+		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil {
+			c.cloneDir = tmp
+		}
+	}
+	return c
+}
+
+// fatalErr returns the first refusal of the build, or nil.
+func (c *confinedFS) fatalErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fatal
+}
+
+// refuse records err as the build's first refusal (if it is the first) and
+// returns it.
+func (c *confinedFS) refuse(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fatal == nil {
+		c.fatal = err
+	}
+	return err
+}
+
+// rel names p for an error message: relative to the root, so that messages
+// do not depend on where the snapshot was checked out, or absolute for a
+// path in a clone of a remote base.
+func (c *confinedFS) rel(p string) string {
+	if c.inClone(p) {
+		return p
+	}
+	if r, err := filepath.Rel(c.root, p); err == nil {
+		return filepath.ToSlash(r)
+	}
+	return p
+}
+
+// within reports whether p is dir or below it. Both must be clean and
+// absolute.
+func within(dir, p string) bool {
+	r, err := filepath.Rel(dir, p)
+	return err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator))
+}
+
+// inClone reports whether p is inside one of kustomize's clone directories
+// (and remote bases are allowed).
+func (c *confinedFS) inClone(p string) bool {
+	if c.cloneDir == "" || !within(c.cloneDir, p) {
+		return false
+	}
+	r, _ := filepath.Rel(c.cloneDir, p)
+	first, _, _ := strings.Cut(r, string(filepath.Separator))
+	return strings.HasPrefix(first, "kustomize-")
+}
+
+func (c *confinedFS) allowed(p string) bool {
+	return within(c.root, p) || c.inClone(p)
+}
+
+// resolve returns the absolute, symlink-free form of name, or an error if
+// name or what it resolves to is outside the root. Relative names are taken
+// relative to the root. Callers operate on the returned path only, so what
+// was checked is what is read. The parts of name that do not exist are kept
+// as they are: they contain no symlink to follow.
+func (c *confinedFS) resolve(name string) (string, error) {
+	p := c.abs(name)
+	if !c.allowed(p) {
+		return "", c.refuse(fmt.Errorf("%s: path escapes the repository root", c.rel(p)))
+	}
+	real, err := evalExisting(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", c.rel(p), err)
+	}
+	if !c.allowed(real) {
+		return "", c.refuse(fmt.Errorf("%s: symlink escapes the repository root", c.rel(p)))
+	}
+	return real, nil
+}
+
+// abs returns name cleaned and made absolute, relative names being taken
+// relative to the root.
+func (c *confinedFS) abs(name string) string {
+	if !filepath.IsAbs(name) {
+		return filepath.Join(c.root, name)
+	}
+	return filepath.Clean(name)
+}
+
+// evalExisting is filepath.EvalSymlinks for a path whose last elements may
+// not exist yet. A dangling symlink is an error: it cannot be checked, and
+// following it later could reach whatever appears at its target.
+func evalExisting(p string) (string, error) {
+	rest := ""
+	for {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if _, lerr := os.Lstat(p); lerr == nil {
+			return "", fmt.Errorf("dangling symlink: %w", fs.ErrNotExist)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return "", err
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
+	}
+}
+
+// ReadFile reads a regular file inside the root, within the size limits.
+func (c *confinedFS) ReadFile(name string) ([]byte, error) {
+	real, err := c.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	// Errors name the file as kustomize asked for it, not its target.
+	shown := c.rel(c.abs(name))
+	data, err := c.readLimited(real, shown)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkContent(shown, real, data); err != nil {
+		return nil, c.refuse(err)
+	}
+	return data, nil
+}
+
+// readLimited reads the regular file at real (already resolved), counting
+// it against the build's limits. Errors call it name.
+func (c *confinedFS) readLimited(real, name string) ([]byte, error) {
+	f, err := os.Open(real)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if !info.Mode().IsRegular() {
+		// A FIFO or a device would block or never end.
+		return nil, fmt.Errorf("%s: not a regular file", name)
+	}
+	if info.Size() > c.maxFile {
+		return nil, c.refuse(fmt.Errorf("%s: file is %d bytes, over the %d-byte limit (MaxFileSize)", name, info.Size(), c.maxFile))
+	}
+	// The limit again while reading, in case the file grows.
+	data, err := io.ReadAll(io.LimitReader(f, c.maxFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if int64(len(data)) > c.maxFile {
+		return nil, c.refuse(fmt.Errorf("%s: file is over the %d-byte limit (MaxFileSize)", name, c.maxFile))
+	}
+	c.mu.Lock()
+	c.read += int64(len(data))
+	total := c.read
+	c.mu.Unlock()
+	if total > c.maxTotal {
+		return nil, c.refuse(fmt.Errorf("%s: reading it takes the build over its %d-byte limit (MaxTotalRead)", name, c.maxTotal))
+	}
+	return data, nil
+}
+
+// checkContent refuses a kustomization file that is malformed or refers to
+// remote content, and a builtin plugin configuration that refers to remote
+// content. Malformed files are refused here so that the error names them;
+// kustomize's own message does not.
+// A file is taken as a kustomization when kustomize asked for it by a
+// kustomization file name (name) or when it is one (real: a symlink named
+// otherwise may point at it).
+func (c *confinedFS) checkContent(name, real string, data []byte) error {
+	for _, k := range konfig.RecognizedKustomizationFileNames() {
+		if filepath.Base(name) == k || filepath.Base(real) == k {
+			return checkKustomization(name, data, c.allowRemote)
+		}
+	}
+	return checkPluginConfigs(name, data, c.allowRemote)
+}
+
+// CleanedAbs splits a path inside the root into its directory and file name
+// (empty for a directory), like the on-disk implementation but without its
+// log.Fatalf on unexpected input.
+func (c *confinedFS) CleanedAbs(name string) (filesys.ConfirmedDir, string, error) {
+	real, err := c.resolve(name)
+	if err != nil {
+		return "", "", err
+	}
+	info, err := os.Stat(real)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", c.rel(real), err)
+	}
+	if info.IsDir() {
+		return filesys.ConfirmedDir(real), "", nil
+	}
+	return filesys.ConfirmedDir(filepath.Dir(real)), filepath.Base(real), nil
+}
+
+// Exists reports whether name exists inside the root.
+func (c *confinedFS) Exists(name string) bool {
+	real, err := c.resolve(name)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(real)
+	return err == nil
+}
+
+// IsDir reports whether name is a directory inside the root.
+func (c *confinedFS) IsDir(name string) bool {
+	real, err := c.resolve(name)
+	if err != nil {
+		return false
+	}
+	info, err := os.Stat(real)
+	return err == nil && info.IsDir()
+}
+
+// ReadDir lists a directory inside the root.
+func (c *confinedFS) ReadDir(name string) ([]string, error) {
+	real, err := c.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(real)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.rel(real), err)
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, nil
+}
+
+// Glob matches pattern inside the root, leaving out hidden files unless the
+// pattern names them, like the on-disk implementation. Every match must
+// resolve inside the root.
+func (c *confinedFS) Glob(pattern string) ([]string, error) {
+	pattern = c.abs(pattern)
+	if _, err := c.resolve(globPrefix(pattern)); err != nil {
+		return nil, err
+	}
+	matches, err := filepath.Glob(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.rel(pattern), err)
+	}
+	for _, m := range matches {
+		if _, err := c.resolve(m); err != nil {
+			return nil, err
+		}
+	}
+	if filesys.IsHiddenFilePath(pattern) {
+		return matches, nil
+	}
+	return filesys.RemoveHiddenFiles(matches), nil
+}
+
+// globPrefix returns the directory part of pattern before its first
+// wildcard.
+func globPrefix(pattern string) string {
+	i := strings.IndexAny(pattern, `*?[\`)
+	if i < 0 {
+		return pattern
+	}
+	return filepath.Dir(pattern[:i+1])
+}
+
+// Walk walks a directory inside the root. Like filepath.Walk it does not
+// follow symlinks; reading what it finds goes through ReadFile again.
+func (c *confinedFS) Walk(name string, fn filepath.WalkFunc) error {
+	real, err := c.resolve(name)
+	if err != nil {
+		return err
+	}
+	return filepath.Walk(real, fn)
+}
+
+// Open is refused: krusty builds read through ReadFile, which the limits
+// cover, and an open file would escape them.
+func (c *confinedFS) Open(name string) (filesys.File, error) {
+	return nil, fmt.Errorf("%s: open: not supported by the build's file system (reads go through ReadFile)", name)
+}
+
+// RemoveAll is refused except on kustomize's own clones of remote bases,
+// which it removes when it is done with them.
+func (c *confinedFS) RemoveAll(name string) error {
+	p := filepath.Clean(name)
+	if filepath.IsAbs(p) && c.inClone(p) && p != c.cloneDir {
+		return os.RemoveAll(p)
+	}
+	return c.readOnly(name)
+}
+
+func (c *confinedFS) Create(name string) (filesys.File, error) { return nil, c.readOnly(name) }
+func (c *confinedFS) Mkdir(name string) error                  { return c.readOnly(name) }
+func (c *confinedFS) MkdirAll(name string) error               { return c.readOnly(name) }
+func (c *confinedFS) WriteFile(name string, _ []byte) error    { return c.readOnly(name) }
+
+func (c *confinedFS) readOnly(name string) error {
+	return fmt.Errorf("%s: the snapshot is read-only during a build", c.rel(c.abs(name)))
+}

@@ -1,0 +1,2 @@
+#!/bin/sh
+touch "$(dirname "$0")/ran"

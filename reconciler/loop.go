@@ -1,0 +1,153 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// LoopOptions tunes the Loop. The zero value works.
+type LoopOptions struct {
+	// Interval is the poll and full-resync period. Default 1m.
+	Interval time.Duration
+	// Path is the overlay path, logged with every sync.
+	Path string
+	// Logger receives `sync complete` and `sync failed`. Default: discard.
+	Logger *slog.Logger
+	// Changed, when set, wakes the loop as soon as the source changes (a
+	// watched directory); a git source is polled every Interval instead.
+	Changed <-chan struct{}
+	// MinBackoff is the first retry delay after a transient failure; it
+	// doubles, with jitter, up to Interval. Default 1s.
+	MinBackoff time.Duration
+}
+
+// Loop runs syncs: at start, every Interval, on every trigger (a source
+// change, SIGHUP, a webhook), and sooner after a transient failure. Triggers
+// that arrive during a sync coalesce into one more sync.
+type Loop struct {
+	syncer  *Syncer
+	opts    LoopOptions
+	trigger chan struct{}
+
+	mu          sync.Mutex
+	lastApplied string
+	lastResult  SyncResult
+	lastErr     error
+}
+
+// NewLoop returns a Loop around a Syncer.
+func NewLoop(s *Syncer, opts LoopOptions) *Loop {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Minute
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Loop{syncer: s, opts: opts, trigger: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a sync as soon as possible. It never blocks and may be
+// called from any goroutine.
+func (l *Loop) Trigger() {
+	select {
+	case l.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// LastApplied is the revision of the last successful sync.
+func (l *Loop) LastApplied() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastApplied
+}
+
+// Run syncs until ctx ends; a sync in flight at that moment is abandoned
+// through its context (the API server finishes or drops each request whole).
+func (l *Loop) Run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	var lastFailure string
+	for {
+		res, err := l.syncer.Sync(ctx)
+		if ctx.Err() != nil {
+			return nil // shutdown, not a failure
+		}
+		l.record(res, err)
+		wait := l.opts.Interval
+		if err != nil {
+			se := &SyncError{Stage: StageApply, Err: err}
+			errors.As(err, &se)
+			// The same failure at the same revision is logged once, then
+			// kept quiet until something changes.
+			key := string(se.Stage) + se.Revision + err.Error()
+			level := slog.LevelError
+			if key == lastFailure {
+				level = slog.LevelDebug
+			}
+			lastFailure = key
+			LogSync(ctx, l.opts.Logger, level, l.opts.Path, res, err)
+			if transient(se.Stage) {
+				backoff = min(max(2*backoff, l.opts.MinBackoff), l.opts.Interval)
+				wait = backoff/2 + rand.N(backoff/2+1) // jitter: half to the full backoff
+			}
+		} else {
+			backoff, lastFailure = 0, ""
+			LogSync(ctx, l.opts.Logger, slog.LevelInfo, l.opts.Path, res, nil)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		case <-l.trigger:
+		case <-l.opts.Changed:
+		}
+		timer.Stop()
+	}
+}
+
+// transient failures are retried with backoff; build and validation failures
+// are the commit's fault and wait for the next commit or interval.
+func transient(stage Stage) bool {
+	switch stage {
+	case StageBuild, StageValidate:
+		return false
+	}
+	return true
+}
+
+func (l *Loop) record(res SyncResult, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastResult, l.lastErr = res, err
+	if err == nil {
+		l.lastApplied = res.Revision
+	}
+}
+
+// LogSync writes the record of one sync as DESIGN.md fixes it: `sync
+// complete` with the counts, or `sync failed` with the stage, at level.
+func LogSync(ctx context.Context, logger *slog.Logger, level slog.Level, path string, res SyncResult, err error) {
+	if err != nil {
+		se := &SyncError{Err: err}
+		errors.As(err, &se)
+		logger.Log(ctx, level, "sync failed", "revision", se.Revision, "path", path,
+			"stage", string(se.Stage), "error", se.Err.Error())
+		return
+	}
+	logger.Log(ctx, level, "sync complete", "revision", res.Revision, "path", path,
+		"created", res.Count(Created), "configured", res.Count(Configured),
+		"unchanged", res.Count(Unchanged), "pruned", res.Count(Pruned),
+		"duration", res.Duration.Round(time.Millisecond).String())
+	for _, k := range res.Kept {
+		logger.Debug("prune skipped", "object", k.Ref.String(), "reason", k.Reason)
+	}
+}

@@ -1,0 +1,229 @@
+package git
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// Options configures a Source. The zero value of every field but URL works.
+type Options struct {
+	// URL is the repository: https://, http://, ssh://, git://, scp-like
+	// git@host:path, file:// or a local path. Credentials in the URL
+	// (https://user:token@host/...) are accepted when Auth has none, but
+	// are stripped from everything stored or printed; prefer Auth, since a
+	// URL tends to end up in argv and shell history.
+	URL string
+
+	// Ref is what to deploy, so a cluster can follow a branch, pin a release
+	// or stay on one commit. Forms, in the order they are told apart:
+	//   - "" : the branch the remote's HEAD points to, else "main";
+	//   - "branch:NAME", "tag:NAME", "semver:RANGE", "commit:SHA",
+	//     "refs/heads/NAME", "refs/tags/NAME": that kind, explicitly;
+	//   - 40 hex digits: that commit;
+	//   - any other value: a branch of that name if the remote has one, else
+	//     a tag of that name, else a semver range over tags (">=1.0.0 <2.0.0",
+	//     "1.x", "~1.2") of which the highest matching version wins.
+	// Use a prefix when a name could be read two ways (a branch named "1.x").
+	Ref string
+
+	// CacheDir holds the clone and the snapshots, so restarts and repeated
+	// fetches are incremental. It belongs to this Source alone. Default:
+	// os.TempDir()/gitopsd-git-<hash of URL and Ref>.
+	CacheDir string
+
+	// Depth is the clone and fetch depth: only the wanted commit's files are
+	// needed, and history costs time and disk. 0 means 1; negative means
+	// full history. A commit Ref that is no branch or tag tip is fetched
+	// with full history when the server refuses to send it alone.
+	Depth int
+
+	// Auth holds credentials; see Auth.
+	Auth Auth
+
+	// Timeout bounds each network operation (ls-remote, fetch) so a hung
+	// server cannot stall the loop; the ctx passed to Fetch bounds the whole
+	// call too. 0 means 60s; negative means only ctx applies.
+	Timeout time.Duration
+
+	// KeepSnapshots is how many snapshots besides the current one are kept,
+	// so a consumer still reading the previous revision is not pulled out
+	// from under. 0 means 2; negative means none.
+	KeepSnapshots int
+
+	// InsecureSkipHostKeyCheck allows ssh URLs without Auth.KnownHosts. It
+	// exists for throwaway setups only: without host key verification a
+	// man in the middle chooses what gets applied.
+	InsecureSkipHostKeyCheck bool
+
+	// VerifyKeys are ASCII-armored OpenPGP public keys (rings). When set, a
+	// commit is published only if it carries an OpenPGP signature made by
+	// one of them, so a compromised git host cannot push to the cluster.
+	// Only the commit is checked, not an annotated tag's own signature.
+	VerifyKeys []string
+
+	// Logger receives DEBUG detail (skipped fetches, cleanup problems).
+	// Default: discard. Fetch's result and error are the real report.
+	Logger *slog.Logger
+}
+
+// String describes o with the URL's credentials removed and Auth redacted.
+func (o Options) String() string {
+	r, err := parseRemote(o.URL)
+	u := r.url
+	if err != nil {
+		u = "(invalid URL)"
+	}
+	return fmt.Sprintf("git.Options{URL:%s Ref:%q CacheDir:%q Depth:%d Auth:%s}", u, o.Ref, o.CacheDir, o.Depth, o.Auth)
+}
+
+// GoString keeps %#v from printing credentials.
+func (o Options) GoString() string { return o.String() }
+
+// LogValue reports o without credentials.
+func (o Options) LogValue() slog.Value {
+	r, _ := parseRemote(o.URL)
+	return slog.GroupValue(
+		slog.String("url", r.url),
+		slog.String("ref", o.Ref),
+		slog.String("cacheDir", o.CacheDir),
+		slog.Any("auth", o.Auth),
+	)
+}
+
+// Snapshot is one published revision: a plain directory of the commit's
+// files (no .git) that is never modified after Fetch returns it.
+type Snapshot struct {
+	// Dir is <CacheDir>/snapshots/<commit sha>. It stays until
+	// Options.KeepSnapshots newer revisions have been published.
+	Dir string
+	// Revision is "<branch or tag>@sha1:<hex>", or "sha1:<hex>" for a
+	// commit Ref, as Flux writes it.
+	Revision string
+}
+
+// Source fetches a git repository and publishes snapshots of one ref.
+// Its methods may be called concurrently; Fetch calls run one at a time.
+type Source struct {
+	remote     remote
+	ref        refSpec
+	cacheDir   string
+	depth      int // 0: full history
+	timeout    time.Duration
+	keep       int
+	auth       transport.AuthMethod
+	verifyKeys []string
+	secrets    []string
+	log        *slog.Logger
+
+	// sem is held by the goroutine doing a fetch. It outlives a Fetch call
+	// whose ctx ended first, so the cache is never written by two at once.
+	sem chan struct{}
+	// verified lists commits whose signature passed, guarded by sem.
+	verified map[plumbing.Hash]bool
+}
+
+// New checks opts and returns a Source. It parses credentials, keys and the
+// ref but does no I/O beyond a temp file for known_hosts: the first Fetch
+// clones.
+func New(opts Options) (*Source, error) {
+	r, err := parseRemote(opts.URL)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{
+		remote:     r,
+		cacheDir:   opts.CacheDir,
+		depth:      1,
+		timeout:    60 * time.Second,
+		keep:       2,
+		verifyKeys: opts.VerifyKeys,
+		secrets:    append(r.secrets(), opts.Auth.secrets()...),
+		log:        opts.Logger,
+		sem:        make(chan struct{}, 1),
+		verified:   map[plumbing.Hash]bool{},
+	}
+	if s.ref, err = parseRef(opts.Ref); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.url, err)
+	}
+	switch {
+	case opts.Depth > 0:
+		s.depth = opts.Depth
+	case opts.Depth < 0:
+		s.depth = 0
+	}
+	switch {
+	case opts.Timeout > 0:
+		s.timeout = opts.Timeout
+	case opts.Timeout < 0:
+		s.timeout = 0
+	}
+	switch {
+	case opts.KeepSnapshots > 0:
+		s.keep = opts.KeepSnapshots
+	case opts.KeepSnapshots < 0:
+		s.keep = 0
+	}
+	if s.cacheDir == "" {
+		sum := sha256.Sum256([]byte(r.url + "\x00" + opts.Ref))
+		s.cacheDir = filepath.Join(os.TempDir(), "gitopsd-git-"+hex.EncodeToString(sum[:8]))
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkKeys(opts.VerifyKeys); err != nil {
+		return nil, s.wrap("verify keys", err)
+	}
+	if s.auth, err = transportAuth(r, opts.Auth, opts.InsecureSkipHostKeyCheck, s.timeout); err != nil {
+		return nil, s.wrap("auth", err)
+	}
+	return s, nil
+}
+
+// String is the URL without credentials and the ref, e.g.
+// "https://github.com/org/repo.git (ref main)".
+func (s *Source) String() string {
+	return s.remote.url + " (ref " + s.ref.String() + ")"
+}
+
+// LogValue reports the URL without credentials and the ref.
+func (s *Source) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", s.remote.url), slog.String("ref", s.ref.String()))
+}
+
+// fetchError is an error whose message names the source and stage and has
+// every known secret cut out. Unwrap keeps errors.Is working for callers
+// (context.Canceled is shutdown, not failure).
+type fetchError struct {
+	msg string
+	err error
+}
+
+func (e *fetchError) Error() string { return e.msg }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// wrap names the source and stage in err and redacts secrets from it.
+func (s *Source) wrap(stage string, err error) error {
+	msg := fmt.Sprintf("%s: %s: %v", s, stage, err)
+	for _, secret := range s.secrets {
+		msg = strings.ReplaceAll(msg, secret, "<redacted>")
+	}
+	return &fetchError{msg: msg, err: err}
+}
+
+// opContext bounds one network operation by Options.Timeout.
+func (s *Source) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
