@@ -58,6 +58,11 @@ func (s *Source) fetch(ctx context.Context) (Snapshot, error) {
 	if err := os.MkdirAll(s.snapshotsDir(), 0o755); err != nil {
 		return Snapshot{}, s.wrap("cache", err)
 	}
+	unlock, err := lockCache(ctx, s.cacheDir)
+	if err != nil {
+		return Snapshot{}, s.wrap("cache", fmt.Errorf("lock %s: %w", s.cacheDir, err))
+	}
+	defer unlock()
 	t, err := s.lsRemote(ctx)
 	if err != nil {
 		return Snapshot{}, err
@@ -184,9 +189,10 @@ func (s *Source) fetchSHA(ctx context.Context, repo *gogit.Repository, h plumbin
 // fetchRefs fetches specs; depth 0 means full history, which in a shallow
 // cache means deepening to everything.
 func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth int, specs ...config.RefSpec) error {
+	unshallow := false
 	if depth == 0 {
 		if shallow, err := repo.Storer.Shallow(); err == nil && len(shallow) > 0 {
-			depth = math.MaxInt32
+			depth, unshallow = math.MaxInt32, true
 		}
 	}
 	ctx, cancel := s.opContext(ctx)
@@ -200,9 +206,40 @@ func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth in
 		Force:    true,
 	})
 	if errors.Is(err, gogit.NoErrAlreadyUpToDate) {
-		return nil
+		err = nil
+	}
+	if err == nil && unshallow {
+		err = dropShallow(repo)
 	}
 	return err
+}
+
+// dropShallow removes from the shallow list the commits whose parents are
+// all present after a deepening fetch: go-git ignores the server's
+// "unshallow" lines, and a stale entry would keep every later fetch
+// deepening again.
+func dropShallow(repo *gogit.Repository) error {
+	shallow, err := repo.Storer.Shallow()
+	if err != nil {
+		return err
+	}
+	keep := shallow[:0]
+	for _, h := range shallow {
+		c, err := repo.CommitObject(h)
+		if err != nil || !allPresent(repo, c.ParentHashes) {
+			keep = append(keep, h)
+		}
+	}
+	return repo.Storer.SetShallow(keep)
+}
+
+func allPresent(repo *gogit.Repository, hashes []plumbing.Hash) bool {
+	for _, h := range hashes {
+		if _, err := repo.CommitObject(h); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // peel follows annotated tags to the commit they name.

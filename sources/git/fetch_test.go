@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/google/go-cmp/cmp"
 )
@@ -213,9 +214,13 @@ func TestFetchTags(t *testing.T) {
 func TestFetchCommit(t *testing.T) {
 	tests := map[string]struct {
 		serverEnv []string
+		warm      bool  // a shallow clone of main is in the cache already
+		wantConns int64 // ref advertisements: one per fetch attempt
 	}{
-		"server refuses a bare SHA: full fetch fallback": {},
-		"server allows a reachable SHA":                  {serverEnv: allowAnySHA},
+		"server refuses a bare SHA: full fetch fallback": {wantConns: 2},
+		"fallback deepens a shallow cache":               {warm: true, wantConns: 2},
+		"server allows a reachable SHA":                  {serverEnv: allowAnySHA, wantConns: 1},
+		"reachable SHA into a shallow cache":             {serverEnv: allowAnySHA, warm: true, wantConns: 1},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -224,14 +229,28 @@ func TestFetchCommit(t *testing.T) {
 			old := up.commitFile("app.yaml", "v: old\n")
 			up.commitFile("app.yaml", "v: new\n")
 			srv := newGitServer(t, root, tc.serverEnv...)
-			src, err := New(Options{URL: srv.repoURL("repo.git"), Ref: old.String(), CacheDir: t.TempDir()})
+			cache := t.TempDir()
+			if tc.warm {
+				main, err := New(Options{URL: srv.repoURL("repo.git"), CacheDir: cache})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := main.Fetch(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src, err := New(Options{URL: srv.repoURL("repo.git"), Ref: old.String(), CacheDir: cache})
 			if err != nil {
 				t.Fatal(err)
 			}
 
+			srv.counts()
 			got, err := src.Fetch(t.Context())
 			if err != nil {
 				t.Fatalf("Fetch: %v", err)
+			}
+			if conns, _ := srv.counts(); conns != tc.wantConns {
+				t.Errorf("Fetch made %d fetch attempts, want %d", conns, tc.wantConns)
 			}
 			want := Snapshot{Dir: src.snapshotDir(old), Revision: "sha1:" + old.String()}
 			if diff := cmp.Diff(want, got); diff != "" {
@@ -514,4 +533,75 @@ func readAll(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// cachedHistory counts the commits of the snapshot's first-parent history
+// that the cache clone holds, stopping at its shallow boundary as git does.
+func cachedHistory(t *testing.T, src *Source, snap Snapshot) int {
+	t.Helper()
+	repo, err := gogit.PlainOpen(filepath.Join(src.cacheDir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shallow, err := repo.Storer.Shallow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	boundary := map[plumbing.Hash]bool{}
+	for _, h := range shallow {
+		boundary[h] = true
+	}
+	n := 0
+	for h := plumbing.NewHash(filepath.Base(snap.Dir)); ; {
+		c, err := repo.CommitObject(h)
+		if err != nil {
+			t.Fatalf("commit %s missing inside the shallow boundary: %v", h, err)
+		}
+		n++
+		if boundary[h] || c.NumParents() == 0 {
+			return n
+		}
+		h = c.ParentHashes[0]
+	}
+}
+
+func TestFetchDepth(t *testing.T) {
+	tests := map[string]struct {
+		depths []int // one Source per entry on the same cache, a commit between
+		want   int   // commits in the cache after the last fetch
+	}{
+		"default is shallow":       {depths: []int{0}, want: 1},
+		"depth 2":                  {depths: []int{2}, want: 2},
+		"full history":             {depths: []int{-1}, want: 4},
+		"shallow cache deepened":   {depths: []int{1, -1}, want: 5},
+		"full cache made shallow":  {depths: []int{-1, 1}, want: 1},
+		"shallow fetches go on":    {depths: []int{1, 1}, want: 1},
+		"depth 2 then new commits": {depths: []int{2, 2}, want: 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, Options{})
+			for i := range 3 {
+				f.up.commitFile("n", strings.Repeat("x", i))
+			}
+			var snap Snapshot
+			var src *Source
+			for i, depth := range tc.depths {
+				if i > 0 {
+					f.up.commitFile("n", "next")
+				}
+				var err error
+				src, err = New(Options{URL: f.srv.repoURL("repo.git"), CacheDir: f.src.cacheDir, Depth: depth})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if snap, err = src.Fetch(t.Context()); err != nil {
+					t.Fatalf("Fetch with depth %d: %v", depth, err)
+				}
+			}
+			if got := cachedHistory(t, src, snap); got != tc.want {
+				t.Errorf("cache holds %d commits of history, want %d", got, tc.want)
+			}
+		})
+	}
 }

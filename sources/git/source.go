@@ -37,7 +37,9 @@ type Options struct {
 	Ref string
 
 	// CacheDir holds the clone and the snapshots, so restarts and repeated
-	// fetches are incremental. It belongs to this Source alone. Default:
+	// fetches are incremental. Processes sharing it take turns through a
+	// lock file; Sources following different refs should not share one, as
+	// each prunes the other's snapshots. Default:
 	// os.TempDir()/gitopsd-git-<hash of URL and Ref>.
 	CacheDir string
 
@@ -143,9 +145,9 @@ func New(opts Options) (*Source, error) {
 	s := &Source{
 		remote:     r,
 		cacheDir:   opts.CacheDir,
-		depth:      1,
-		timeout:    60 * time.Second,
-		keep:       2,
+		depth:      positiveOr(opts.Depth, 1),
+		timeout:    positiveOr(opts.Timeout, 60*time.Second),
+		keep:       positiveOr(opts.KeepSnapshots, 2),
 		verifyKeys: opts.VerifyKeys,
 		secrets:    append(r.secrets(), opts.Auth.secrets()...),
 		log:        opts.Logger,
@@ -154,24 +156,6 @@ func New(opts Options) (*Source, error) {
 	}
 	if s.ref, err = parseRef(opts.Ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.url, err)
-	}
-	switch {
-	case opts.Depth > 0:
-		s.depth = opts.Depth
-	case opts.Depth < 0:
-		s.depth = 0
-	}
-	switch {
-	case opts.Timeout > 0:
-		s.timeout = opts.Timeout
-	case opts.Timeout < 0:
-		s.timeout = 0
-	}
-	switch {
-	case opts.KeepSnapshots > 0:
-		s.keep = opts.KeepSnapshots
-	case opts.KeepSnapshots < 0:
-		s.keep = 0
 	}
 	if s.cacheDir == "" {
 		sum := sha256.Sum256([]byte(r.url + "\x00" + opts.Ref))
@@ -187,6 +171,18 @@ func New(opts Options) (*Source, error) {
 		return nil, s.wrap("auth", err)
 	}
 	return s, nil
+}
+
+// positiveOr applies the Options convention: zero means the default,
+// negative means none (0: full depth, no timeout, no old snapshots).
+func positiveOr[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // String is the URL without credentials and the ref, e.g.

@@ -41,7 +41,9 @@ func signedBy(e *openpgp.Entity) func(*gogit.CommitOptions) {
 
 func TestFetchVerifiesSignatures(t *testing.T) {
 	trusted, trustedPub := newPGPKey(t, "trusted")
-	other, otherPub := newPGPKey(t, "other")
+	other, _ := newPGPKey(t, "other")
+	// A ring that lacks the signer must not count: unrelated comes first.
+	_, unrelatedPub := newPGPKey(t, "unrelated")
 	tests := map[string]struct {
 		sign    func(*gogit.CommitOptions)
 		wantErr string // empty: the commit is published
@@ -52,10 +54,7 @@ func TestFetchVerifiesSignatures(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			// otherPub is not trusted: a key ring that lacks the signer fails.
-			_, unrelatedPub := newPGPKey(t, "unrelated")
 			f := newFixture(t, Options{VerifyKeys: []string{unrelatedPub, trustedPub}})
-			_ = otherPub
 			f.up.write("app.yaml", "v: 2\n", 0o644)
 			h := f.up.commit("change", tc.sign)
 
