@@ -41,7 +41,7 @@ cluster: binaries
 
 ## demo: the local cluster with the MySQL stack on it.
 demo: binaries
-	$(GO) run ./test/cmd/localcluster -dir "$(CLUSTER_DIR)" -apply overlays/dev
+	$(GO) run ./test/cmd/localcluster -dir "$(CLUSTER_DIR)" -demo
 
 clean:
 	rm -rf .cluster

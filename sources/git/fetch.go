@@ -21,10 +21,15 @@ import (
 // published; a commit Ref whose snapshot exists needs no network at all.
 //
 // Fetch returns promptly when ctx ends, even if a transport ignores it; the
-// abandoned work finishes in the background and the next Fetch waits for it.
-// Errors name the redacted URL and the stage (ls-remote, fetch, verify,
-// checkout); on error the previously returned snapshots are left untouched.
+// abandoned work finishes in the background (it may still publish its
+// snapshot) and the next Fetch waits for it.
+// Errors name the redacted URL and the stage (cache, ls-remote, fetch,
+// verify, checkout); on error the previously returned snapshots are left
+// untouched and the current one stays current.
 func (s *Source) Fetch(ctx context.Context) (Snapshot, error) {
+	if err := context.Cause(ctx); err != nil {
+		return Snapshot{}, s.wrap("fetch", err)
+	}
 	select {
 	case s.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -605,3 +605,24 @@ func TestFetchDepth(t *testing.T) {
 		})
 	}
 }
+
+func TestCacheHoldsNoCredentials(t *testing.T) {
+	root := t.TempDir()
+	up := newTestRepo(t, root, "repo.git", "main")
+	up.commitFile("app.yaml", "v: 1\n")
+	srv := newGitServer(t, root) // ignores credentials: the fetch succeeds
+	const secret = "t0ken-in-url"
+	src, err := New(Options{
+		URL:      "http://alice:" + secret + "@" + strings.TrimPrefix(srv.repoURL("repo.git"), "http://"),
+		CacheDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Fetch(t.Context()); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if strings.Contains(readAll(t, filepath.Join(src.cacheDir, "repo")), secret) {
+		t.Errorf("the cache clone stores the URL's password")
+	}
+}

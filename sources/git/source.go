@@ -21,7 +21,8 @@ type Options struct {
 	// git@host:path, file:// or a local path. Credentials in the URL
 	// (https://user:token@host/...) are accepted when Auth has none, but
 	// are stripped from everything stored or printed; prefer Auth, since a
-	// URL tends to end up in argv and shell history.
+	// URL tends to end up in argv and shell history. file:// URLs and local
+	// paths need the git binary: go-git runs its git-upload-pack for them.
 	URL string
 
 	// Ref is what to deploy, so a cluster can follow a branch, pin a release
@@ -34,6 +35,8 @@ type Options struct {
 	//     a tag of that name, else a semver range over tags (">=1.0.0 <2.0.0",
 	//     "1.x", "~1.2") of which the highest matching version wins.
 	// Use a prefix when a name could be read two ways (a branch named "1.x").
+	// Ranges skip pre-releases unless they name one (">=2.0.0-0"), and tags
+	// that are not versions.
 	Ref string
 
 	// CacheDir holds the clone and the snapshots, so restarts and repeated
@@ -73,8 +76,9 @@ type Options struct {
 	// Only the commit is checked, not an annotated tag's own signature.
 	VerifyKeys []string
 
-	// Logger receives DEBUG detail (skipped fetches, cleanup problems).
-	// Default: discard. Fetch's result and error are the real report.
+	// Logger receives DEBUG detail (skipped fetches) and a WARN when an old
+	// snapshot cannot be removed. Default: discard. Fetch's result and error
+	// are the real report.
 	Logger *slog.Logger
 }
 

@@ -11,10 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/gitopsd/gitopsd/test/cluster"
@@ -33,7 +31,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", envOr("CLUSTER_DIR", ".cluster"), "state directory (certificates, etcd data, logs, kubeconfig); env CLUSTER_DIR")
 	buildOnly := fs.Bool("build-only", false, "build the control-plane binaries if missing, then exit")
 	verbose := fs.Bool("v", false, "log the simulated EBS CSI driver's actions")
-	apply := fs.String("apply", "", "a kustomization directory to server-side apply once the cluster is up (the demo)")
+	demo := fs.Bool("demo", false, "run gitopsd on a local git repository seeded from base/ and overlays/ (make demo)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,10 +69,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "export KUBECONFIG=%s\n", c.Kubeconfig())
 	kubectl := c.Binaries().Path("kubectl")
 	fmt.Fprintf(stderr, "kubectl: %s\n", kubectl)
-	if *apply != "" {
-		if err := applyDemo(ctx, kubectl, c.Kubeconfig(), *apply, stdout, stderr); err != nil {
-			return err
-		}
+	if *demo {
+		return runDemo(ctx, c, kubectl, stdout, stderr)
 	}
 	fmt.Fprintln(stderr, "Press Ctrl-C to stop.")
 
@@ -92,32 +88,4 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
-}
-
-// applyDemo applies a kustomization with the cluster's kubectl, waits for the
-// MySQL StatefulSet and shows what a user of the walkthrough would look at.
-func applyDemo(ctx context.Context, kubectl, kubeconfig, dir string, stdout, stderr io.Writer) error {
-	steps := [][]string{
-		{"apply", "--server-side", "--field-manager=demo", "-k", dir},
-		{"-n", "mysql", "rollout", "status", "statefulset/mysql", "--timeout=2m"},
-		{"-n", "mysql", "get", "statefulset,pods,pvc", "-o", "wide"},
-		{"get", "pv"},
-	}
-	for _, args := range steps {
-		fmt.Fprintf(stderr, "\n$ kubectl %s\n", strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-		cmd.Stdout, cmd.Stderr = stdout, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
-		}
-	}
-	fmt.Fprintf(stdout, `
-The MySQL stack of the walkthrough is up. In another terminal:
-  export KUBECONFIG=%s
-  alias kubectl=%s
-  kubectl -n mysql scale statefulset mysql --replicas=3   # mysql-2 and data-mysql-2 appear
-  kubectl -n mysql scale statefulset mysql --replicas=2   # data-mysql-2 stays behind
-  kubectl -n mysql annotate pod mysql-1 sim.gitopsd.io/not-ready=mysql   # mysql-1 shows 1/2
-`, kubeconfig, kubectl)
-	return nil
 }
