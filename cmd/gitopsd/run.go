@@ -37,7 +37,7 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 	clusterFlags(fs, o)
 	logFlags(fs, o)
 	fs.DurationVar(&o.interval, "interval", time.Minute, "how often to poll the source and fully resync")
-	fs.BoolVar(&o.once, "once", false, "sync once and exit: 0 on success, 1 with the `sync failed` record otherwise")
+	fs.BoolVar(&o.once, "once", false, "sync once and exit: 0 on success, 1 with the \"sync failed\" record otherwise")
 	fs.BoolVar(&o.prune, "prune", true, "delete objects that left git (never PersistentVolumes, PersistentVolumeClaims or Namespaces)")
 	fs.Float64Var(&o.pruneMaxShare, "prune-max-share", 0.5, "refuse a prune that would delete more than this share of the inventory at once")
 	fs.BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields another field manager owns (set false to fail instead)")
