@@ -154,7 +154,7 @@ func requireGit(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("git")
 	if err != nil {
-		t.Skip("git binary not found; needed for git http-backend and file transport")
+		t.Fatal("git binary not found; needed for git http-backend and file transport")
 	}
 	return p
 }

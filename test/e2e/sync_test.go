@@ -53,7 +53,7 @@ func (w *writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 // ns, so that each test has its own copy of the stack.
 func stackIn(ns string) reconciler.BuildFunc {
 	return func(ctx context.Context, dir string) ([]*unstructured.Unstructured, error) {
-		objs, err := manifests.Build(dir)
+		objs, err := manifests.Build(filepath.Dir(filepath.Dir(dir)), filepath.Join(filepath.Base(filepath.Dir(dir)), filepath.Base(dir)))
 		if err != nil {
 			return nil, err
 		}

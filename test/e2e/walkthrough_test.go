@@ -33,7 +33,7 @@ func TestWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := manifests.Build(filepath.Join(root, "overlays", "dev"))
+	objs, err := manifests.Build(root, filepath.Join("overlays", "dev"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestWalkthrough(t *testing.T) {
 	})
 
 	t.Run("overlays/prod passes a server-side dry-run", func(t *testing.T) {
-		prod, err := manifests.Build(filepath.Join(root, "overlays", "prod"))
+		prod, err := manifests.Build(root, filepath.Join("overlays", "prod"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,6 @@
-// Package manifests builds the repository's kustomize overlays in-process for
-// the end-to-end tests, and checks in its own unit tests that base/ and
-// overlays/ hold the stack from the user's walkthrough.
-//
-// It is a test helper, not the daemon's build stage: it reads the real file
-// system, runs no plugins, and returns the objects sorted into a fixed
-// apply order by kind. The product's own kustomize package comes later.
+// Package manifests builds the repository's kustomize overlays for the
+// end-to-end tests with the daemon's own build stage (package kustomize), and
+// checks in its unit tests that base/ and overlays/ hold the stack of the
+// user's walkthrough: the StorageClass exactly as written there, replicas per
+// overlay, recommended labels, pinned image tags, the claim templates.
 package manifests

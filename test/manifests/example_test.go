@@ -13,7 +13,7 @@ func ExampleBuild() {
 		fmt.Println(err)
 		return
 	}
-	objs, err := manifests.Build(filepath.Join(root, "overlays", "dev"))
+	objs, err := manifests.Build(root, filepath.Join("overlays", "dev"))
 	if err != nil {
 		fmt.Println(err)
 		return
