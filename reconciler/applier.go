@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,14 +168,16 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 	if err != nil {
 		return plan{}, fmt.Errorf("%s: dry-run: %w", ref, explain(err))
 	}
-	switch {
-	case !exists:
+	if !exists {
 		return plan{obj: obj, action: Created}, nil
-	case apiequality.Semantic.DeepEqual(live.Object, dry.Object):
-		return plan{obj: obj, action: Unchanged}, nil
-	default:
-		return plan{obj: obj, action: Configured, fields: DiffObjects(live.Object, dry.Object)}, nil
 	}
+	// Compared field by field rather than whole: a controller may update
+	// status between the read and the dry-run, and a new revision alone is
+	// no reason to write.
+	if fields := DiffObjects(live.Object, dry.Object); len(fields) > 0 {
+		return plan{obj: obj, action: Configured, fields: fields}, nil
+	}
+	return plan{obj: obj, action: Unchanged}, nil
 }
 
 // Apply writes the objects the dry-run found would change, stage by stage
@@ -294,6 +295,10 @@ func explain(err error) error {
 // the server prefers.
 func (a *Applier) resourceFor(ref ObjRef) (dynamic.ResourceInterface, error) {
 	mapping, err := a.mapper.RESTMapping(ref.GroupKind())
+	if meta.IsNoMatchError(err) {
+		a.mapper.Reset()
+		mapping, err = a.mapper.RESTMapping(ref.GroupKind())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("unknown kind %s: %w", ref.GroupKind(), err)
 	}

@@ -16,8 +16,12 @@ type FieldDiff struct {
 	Live, Desired string
 }
 
-// ignoredFields change on every write and say nothing about drift.
-var ignoredFields = []string{"metadata.managedFields", "metadata.resourceVersion", "metadata.generation"}
+// ignoredFields change on every write, belong to controllers (status), or
+// record where an apply came from (the revision annotation, which would
+// otherwise make every object change on every commit): none says the object
+// differs from git.
+var ignoredFields = []string{"metadata.managedFields", "metadata.resourceVersion", "metadata.generation",
+	"status", "metadata.annotations." + RevisionAnnotation}
 
 // DiffObjects lists the fields whose values differ between the live object
 // and what the apply would make of it (the dry-run result). Values of a

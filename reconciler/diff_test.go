@@ -28,6 +28,20 @@ func TestDiffObjects(t *testing.T) {
 		want          []FieldDiff
 	}{
 		"equal but for bookkeeping": {live: sts(2, "1"), desired: sts(2, "2")},
+		"status and the revision annotation are not drift": {
+			live: func() map[string]any {
+				o := sts(2, "1")
+				o["status"] = map[string]any{"readyReplicas": int64(1)}
+				o["metadata"].(map[string]any)["annotations"] = map[string]any{RevisionAnnotation: "main@sha1:aaa"}
+				return o
+			}(),
+			desired: func() map[string]any {
+				o := sts(2, "1")
+				o["status"] = map[string]any{"readyReplicas": int64(2)}
+				o["metadata"].(map[string]any)["annotations"] = map[string]any{RevisionAnnotation: "main@sha1:bbb"}
+				return o
+			}(),
+		},
 		"replicas": {
 			live: sts(3, "1"), desired: sts(2, "2"),
 			want: []FieldDiff{{Path: "spec.replicas", Live: "3", Desired: "2"}},

@@ -49,7 +49,7 @@ func WaitHealthy(ctx context.Context, get getter, objs []*unstructured.Unstructu
 			live, err := get(ctx, obj)
 			if err != nil {
 				if ctx.Err() != nil {
-					break
+					return ctxHealthErr(ctx, append(notReady, fmt.Sprintf("%s: %v", RefOf(obj), err)))
 				}
 				notReady = append(notReady, fmt.Sprintf("%s: %v", RefOf(obj), err))
 				next = append(next, obj)
@@ -77,10 +77,7 @@ func WaitHealthy(ctx context.Context, get getter, objs []*unstructured.Unstructu
 		}
 		select {
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return &HealthError{Objects: notReady}
-			}
-			return ctx.Err()
+			return ctxHealthErr(ctx, notReady)
 		case <-time.After(interval):
 		}
 	}
@@ -96,4 +93,13 @@ func needsHealthCheck(changes []Change, objs []*unstructured.Unstructured) []*un
 		}
 	}
 	return out
+}
+
+// ctxHealthErr is the verdict when the wait ends: a timeout is a health
+// failure naming what was not ready; a cancellation is passed on.
+func ctxHealthErr(ctx context.Context, notReady []string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &HealthError{Objects: notReady}
+	}
+	return ctx.Err()
 }

@@ -94,6 +94,11 @@ type Syncer struct {
 	applier *Applier
 	inv     *Inventory
 	opts    SyncOptions
+
+	// unhealthy are the objects the last health wait gave up on: they are
+	// checked again by the next sync even though it finds them unchanged, so
+	// a retry cannot report a broken revision healthy.
+	unhealthy map[ObjRef]bool
 }
 
 // NewSyncer wires the stages of a sync together.
@@ -184,12 +189,31 @@ func (s *Syncer) Plan(ctx context.Context) ([]ObjectPlan, error) {
 	if err != nil {
 		return nil, &SyncError{Stage: StageBuild, Revision: snap.Revision, Err: err}
 	}
-	for _, obj := range objs {
+	if len(objs) == 0 {
+		return nil, &SyncError{Stage: StageValidate, Revision: snap.Revision, Err: ErrEmptyBuild}
+	}
+	current := make([]ObjRef, len(objs))
+	for i, obj := range objs {
 		s.stamp(obj, snap.Revision)
+		current[i] = RefOf(obj)
 	}
 	plans, err := s.applier.Plan(ctx, objs)
 	if err != nil {
 		return nil, &SyncError{Stage: StageValidate, Revision: snap.Revision, Err: err}
+	}
+	if s.opts.NoPrune {
+		return plans, nil
+	}
+	previous, _, err := s.inv.Load(ctx)
+	if err != nil {
+		return nil, &SyncError{Stage: StageValidate, Revision: snap.Revision, Err: err}
+	}
+	prune, err := PlanPrune(previous, current, s.opts.PruneMaxShare)
+	if err != nil {
+		return nil, &SyncError{Stage: StagePrune, Revision: snap.Revision, Err: err}
+	}
+	for _, ref := range prune.Delete {
+		plans = append(plans, ObjectPlan{Ref: ref, Action: Pruned})
 	}
 	return plans, nil
 }
@@ -259,8 +283,11 @@ func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, er
 		return false, "no longer part of this inventory", nil
 	}
 	policy := metav1.DeletePropagationBackground
-	uid := live.GetUID()
-	err = res.Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy, Preconditions: &metav1.Preconditions{UID: &uid}})
+	// Preconditions: delete exactly what was checked, not an object another
+	// inventory adopted since.
+	uid, rv := live.GetUID(), live.GetResourceVersion()
+	err = res.Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy,
+		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return false, "", fmt.Errorf("%s: delete: %w", ref, err)
 	}
@@ -269,12 +296,27 @@ func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, er
 
 func (s *Syncer) waitHealthy(ctx context.Context, changes []Change, objs []*unstructured.Unstructured) error {
 	check := needsHealthCheck(changes, objs)
+	for i, obj := range objs {
+		if s.unhealthy[changes[i].Ref] && changes[i].Action == Unchanged {
+			check = append(check, obj)
+		}
+	}
 	if len(check) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HealthTimeout)
 	defer cancel()
-	return WaitHealthy(ctx, s.applier.get, check, s.opts.HealthInterval)
+	err := WaitHealthy(ctx, s.applier.get, check, s.opts.HealthInterval)
+	var he *HealthError
+	if errors.As(err, &he) {
+		s.unhealthy = map[ObjRef]bool{}
+		for _, obj := range check {
+			s.unhealthy[RefOf(obj)] = true
+		}
+	} else if err == nil {
+		s.unhealthy = nil
+	}
+	return err
 }
 
 func union(a, b []ObjRef) []ObjRef {

@@ -59,7 +59,8 @@ change, 1 when something would, and 2 on error: for CI on pull requests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags()); err != nil {
-				return err
+				fmt.Fprintln(cmd.ErrOrStderr(), "gitopsd:", err)
+				return exitError(2)
 			}
 			changes, err := diff(cmd.Context(), o, stdout)
 			if err != nil {

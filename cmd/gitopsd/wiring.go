@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -116,7 +117,7 @@ func newClients(o *options) (*clients, error) {
 
 func newSyncer(o *options, src reconciler.Source, c *clients) *reconciler.Syncer {
 	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts})
-	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o))
+	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o, src))
 	return reconciler.NewSyncer(src, buildFunc(o), applier, inv, reconciler.SyncOptions{
 		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout,
 	})
@@ -124,15 +125,21 @@ func newSyncer(o *options, src reconciler.Source, c *clients) *reconciler.Syncer
 
 var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// inventoryName is the ApplySet parent's name: --name, else the path.
-func inventoryName(o *options) string {
-	name := o.name
-	if name == "" {
-		name = filepath.Clean(o.path)
-		if name == "." {
-			name = "root"
-		}
+// inventoryName is the ApplySet parent's name: --name, else the path and a
+// short hash of source and path, so that two sources deploying the same path
+// never share an inventory (and never prune each other's objects).
+func inventoryName(o *options, src reconciler.Source) string {
+	if o.name != "" {
+		return "gitopsd-" + dnsLabel(o.name)
 	}
-	name = strings.Trim(notDNS.ReplaceAllString(strings.ToLower(name), "-"), "-")
-	return "gitopsd-" + name
+	sum := sha256.Sum256([]byte(src.String() + "\x00" + filepath.Clean(o.path)))
+	name := dnsLabel(filepath.Clean(o.path))
+	if name == "" {
+		name = "root"
+	}
+	return fmt.Sprintf("gitopsd-%.40s-%x", name, sum[:4])
+}
+
+func dnsLabel(s string) string {
+	return strings.Trim(notDNS.ReplaceAllString(strings.ToLower(s), "-"), "-")
 }
