@@ -19,6 +19,7 @@ import (
 type options struct {
 	gitURL, gitRef, gitSecretDir string
 	gitInsecureSkipHostKeyCheck  bool
+	gitVerifyKeys                []string
 	dir, path                    string
 	cacheDir                     string
 	allowRemoteBases             bool
@@ -60,6 +61,7 @@ func sourceFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.gitRef, "git-ref", "", "branch, tag, semver range over tags, or full commit SHA (default: the remote's HEAD branch)")
 	fs.StringVar(&o.gitSecretDir, "git-secret-dir", "", "directory with git credentials as files: username and password (or token), or identity (SSH key) and known_hosts")
 	fs.BoolVar(&o.gitInsecureSkipHostKeyCheck, "git-insecure-skip-host-key-check", false, "allow SSH without known_hosts (unsafe: anyone on the path decides what is applied)")
+	fs.StringSliceVar(&o.gitVerifyKeys, "git-verify-keys", nil, "files with ASCII-armored OpenPGP public keys; when set, only commits signed by one of them are applied")
 	fs.StringVar(&o.dir, "dir", "", "a plain directory to deploy from instead of git, watched for changes")
 	fs.StringVar(&o.path, "path", ".", "the kustomization inside the source, e.g. overlays/prod")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "where clones and snapshots are kept (default: a folder under the system temp dir)")

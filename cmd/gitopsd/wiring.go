@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -46,8 +47,16 @@ func newSource(o *options) (*source, error) {
 				return nil, err
 			}
 		}
+		var keys []string
+		for _, f := range o.gitVerifyKeys {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("--git-verify-keys: %w", err)
+			}
+			keys = append(keys, string(data))
+		}
 		g, err := git.New(git.Options{URL: o.gitURL, Ref: o.gitRef, CacheDir: o.cacheDir, Auth: auth,
-			InsecureSkipHostKeyCheck: o.gitInsecureSkipHostKeyCheck})
+			InsecureSkipHostKeyCheck: o.gitInsecureSkipHostKeyCheck, VerifyKeys: keys})
 		if err != nil {
 			return nil, err
 		}
