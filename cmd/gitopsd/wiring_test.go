@@ -15,8 +15,10 @@ import (
 
 type namedSource string
 
-func (n namedSource) Fetch(context.Context) (reconciler.Snapshot, error) { return reconciler.Snapshot{}, nil }
-func (n namedSource) String() string                                     { return string(n) }
+func (n namedSource) Fetch(context.Context) (reconciler.Snapshot, error) {
+	return reconciler.Snapshot{}, nil
+}
+func (n namedSource) String() string { return string(n) }
 
 func TestInventoryName(t *testing.T) {
 	a := namedSource("https://git.example.com/a.git (ref main)")
