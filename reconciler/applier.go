@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 )
@@ -116,6 +118,7 @@ func (a *Applier) Validate(ctx context.Context, objs []*unstructured.Unstructure
 	if err != nil {
 		return nil, err
 	}
+	definedHere := crdKinds(objs)
 	plans := make([]plan, len(objs))
 	errs := make([]error, len(objs))
 	g, gctx := errgroup.WithContext(ctx)
@@ -123,6 +126,11 @@ func (a *Applier) Validate(ctx context.Context, objs []*unstructured.Unstructure
 	for i, obj := range objs {
 		g.Go(func() error {
 			plans[i], errs[i] = a.dryRun(gctx, obj, newNamespaces[obj.GetNamespace()])
+			if errs[i] != nil && meta.IsNoMatchError(errs[i]) && definedHere[obj.GroupVersionKind().GroupKind()] {
+				// Its CRD is in this very set: the server can only check
+				// it once the CRD is established, during Apply.
+				plans[i], errs[i] = plan{obj: obj, action: Created}, nil
+			}
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
@@ -209,8 +217,69 @@ func (a *Applier) Apply(ctx context.Context, plans []plan) ([]Change, error) {
 		if err := g.Wait(); err != nil {
 			return changes, err
 		}
+		if stage == 0 {
+			if err := a.waitCRDsEstablished(ctx, plans); err != nil {
+				return changes, err
+			}
+		}
 	}
 	return changes, nil
+}
+
+// crdKinds lists the kinds the CustomResourceDefinitions of a set define.
+func crdKinds(objs []*unstructured.Unstructured) map[schema.GroupKind]bool {
+	kinds := map[schema.GroupKind]bool{}
+	for _, obj := range objs {
+		if obj.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(obj.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(obj.Object, "spec", "names", "kind")
+		kinds[schema.GroupKind{Group: group, Kind: kind}] = true
+	}
+	return kinds
+}
+
+// waitCRDsEstablished waits until every CRD the plans created or changed
+// serves its kinds, then forgets cached discovery so the custom resources of
+// the next stages map.
+func (a *Applier) waitCRDsEstablished(ctx context.Context, plans []plan) error {
+	var crds []*unstructured.Unstructured
+	for _, p := range plans {
+		if p.action != Unchanged && p.obj.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, p.obj)
+		}
+	}
+	if len(crds) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, crd := range crds {
+		for {
+			live, err := a.get(ctx, crd)
+			if err == nil && established(live) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: not established: %w", RefOf(crd), ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	a.mapper.Reset()
+	return nil
+}
+
+func established(crd *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
 }
 
 func stageOf(obj *unstructured.Unstructured) int {

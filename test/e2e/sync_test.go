@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -89,6 +90,11 @@ func overlayCopy(t *testing.T, name string) string {
 
 func newSyncer(t *testing.T, src reconciler.Source, ns string, counter *writeCounter) *reconciler.Syncer {
 	t.Helper()
+	return newSyncerWithBuild(t, src, ns, counter, stackIn(ns))
+}
+
+func newSyncerWithBuild(t *testing.T, src reconciler.Source, ns string, counter *writeCounter, build reconciler.BuildFunc) *reconciler.Syncer {
+	t.Helper()
 	cfg := env.cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 100, 200
 	if counter != nil {
@@ -109,7 +115,7 @@ func newSyncer(t *testing.T, src reconciler.Source, ns string, counter *writeCou
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
 	applier := reconciler.NewApplier(dyn, mapper, reconciler.ApplierOptions{})
 	inv := reconciler.NewInventory(cs, "gitopsd", "e2e-"+ns)
-	return reconciler.NewSyncer(src, stackIn(ns), applier, inv, reconciler.SyncOptions{HealthInterval: 200 * time.Millisecond})
+	return reconciler.NewSyncer(src, build, applier, inv, reconciler.SyncOptions{HealthInterval: 200 * time.Millisecond})
 }
 
 func TestSync(t *testing.T) {
@@ -283,5 +289,56 @@ func deleteFromBase(t *testing.T, overlay, file string) {
 	removeResource(t, base, file)
 	if err := os.Remove(filepath.Join(base, file)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSyncCRDWithItsResources applies a CustomResourceDefinition and a custom
+// resource of it in one commit: the resource cannot be dry-run before its CRD
+// exists, so it waits for the CRD to be established.
+func TestSyncCRDWithItsResources(t *testing.T) {
+	const ns = "crd-e2e"
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "kustomization.yaml"), "resources:\n- crd.yaml\n- widget.yaml\n")
+	writeFile(t, filepath.Join(dir, "crd.yaml"), `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.e2e.gitopsd.io
+spec:
+  group: e2e.gitopsd.io
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+`)
+	writeFile(t, filepath.Join(dir, "widget.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+
+		"\n---\napiVersion: e2e.gitopsd.io/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: "+ns+"\nspec:\n  size: 3\n")
+	src := &fixedSource{snap: reconciler.Snapshot{Dir: dir, Revision: "c1"}}
+	s := newSyncerWithBuild(t, src, ns, nil, func(ctx context.Context, dir string) ([]*unstructured.Unstructured, error) {
+		return manifests.Build(dir, ".")
+	})
+	res, err := s.Sync(t.Context())
+	if err != nil {
+		t.Fatalf("sync: %v", err)
+	}
+	if got := res.Count(reconciler.Created); got != 3 {
+		t.Errorf("created %d, want 3 (CRD, Namespace, Widget): %+v", got, res.Changes)
+	}
+	gvr := schema.GroupVersionResource{Group: "e2e.gitopsd.io", Version: "v1", Resource: "widgets"}
+	w, err := env.dyn.Resource(gvr).Namespace(ns).Get(t.Context(), "w", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size, _, _ := unstructured.NestedInt64(w.Object, "spec", "size"); size != 3 {
+		t.Errorf("Widget spec.size %d, want 3", size)
 	}
 }
