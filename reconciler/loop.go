@@ -101,6 +101,10 @@ func (l *Loop) Run(ctx context.Context) error {
 			backoff, lastFailure = 0, ""
 			LogSync(ctx, l.opts.Logger, slog.LevelInfo, l.opts.Path, res, nil)
 		}
+		if err == nil && res.SupersededBy != "" {
+			l.opts.Logger.Info("health wait superseded", "revision", res.Revision, "path", l.opts.Path, "newRevision", res.SupersededBy)
+			continue // the newer revision, at once
+		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

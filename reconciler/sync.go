@@ -66,6 +66,10 @@ type SyncOptions struct {
 	HealthTimeout time.Duration
 	// HealthInterval is how often health is polled. Default 1s.
 	HealthInterval time.Duration
+	// SupersedeInterval is how often the source is fetched during a health
+	// wait: a newer revision ends the wait, so that a fix pushed after a
+	// broken commit does not queue behind HealthTimeout. Default 5s.
+	SupersedeInterval time.Duration
 }
 
 // SyncResult is what one successful sync did.
@@ -74,6 +78,9 @@ type SyncResult struct {
 	Changes  []Change
 	Kept     []Kept
 	Duration time.Duration
+	// SupersededBy is set when the health wait ended early because the
+	// source moved on to this revision; the next sync should start at once.
+	SupersededBy string
 }
 
 // Count returns how many objects got the action.
@@ -111,6 +118,9 @@ func NewSyncer(source Source, build BuildFunc, applier *Applier, inv *Inventory,
 	}
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = time.Second
+	}
+	if opts.SupersedeInterval <= 0 {
+		opts.SupersedeInterval = 5 * time.Second
 	}
 	return &Syncer{source: source, build: build, applier: applier, inv: inv, opts: opts}
 }
@@ -172,7 +182,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	if err := s.prune(ctx, previous, current, stored, snap.Revision, &res); err != nil {
 		return res, &SyncError{Stage: StagePrune, Err: err}
 	}
-	if err := s.waitHealthy(ctx, res.Changes, objs); err != nil {
+	if err := s.waitHealthy(ctx, snap.Revision, res.Changes, objs, &res); err != nil {
 		return res, &SyncError{Stage: StageHealth, Err: err}
 	}
 	return res, nil
@@ -294,7 +304,7 @@ func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, er
 	return true, "", nil
 }
 
-func (s *Syncer) waitHealthy(ctx context.Context, changes []Change, objs []*unstructured.Unstructured) error {
+func (s *Syncer) waitHealthy(ctx context.Context, revision string, changes []Change, objs []*unstructured.Unstructured, res *SyncResult) error {
 	check := needsHealthCheck(changes, objs)
 	for i, obj := range objs {
 		if s.unhealthy[changes[i].Ref] && changes[i].Action == Unchanged {
@@ -306,7 +316,27 @@ func (s *Syncer) waitHealthy(ctx context.Context, changes []Change, objs []*unst
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HealthTimeout)
 	defer cancel()
-	err := WaitHealthy(ctx, s.applier.get, check, s.opts.HealthInterval)
+	waitCtx, supersede := context.WithCancel(ctx)
+	defer supersede()
+	newer := make(chan string, 1)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		s.watchForNewer(waitCtx, revision, newer, supersede)
+	}()
+	err := WaitHealthy(waitCtx, s.applier.get, check, s.opts.HealthInterval)
+	supersede()
+	<-watching // Fetch is never called from two goroutines at once
+	if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		// Superseded: not a verdict on this revision's health; the objects
+		// still pending are checked again by the next sync.
+		res.SupersededBy = <-newer
+		s.unhealthy = map[ObjRef]bool{}
+		for _, obj := range check {
+			s.unhealthy[RefOf(obj)] = true
+		}
+		return nil
+	}
 	var he *HealthError
 	if errors.As(err, &he) {
 		s.unhealthy = map[ObjRef]bool{}
@@ -328,4 +358,24 @@ func union(a, b []ObjRef) []ObjRef {
 // changed reports whether two inventories differ as sets.
 func changed(a, b []ObjRef) bool {
 	return !slices.Equal(union(a, nil), union(b, nil))
+}
+
+// watchForNewer fetches the source every SupersedeInterval while a health
+// wait runs, and ends the wait when the revision moved on.
+func (s *Syncer) watchForNewer(ctx context.Context, revision string, newer chan<- string, supersede context.CancelFunc) {
+	ticker := time.NewTicker(s.opts.SupersedeInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		snap, err := s.source.Fetch(ctx)
+		if err == nil && snap.Revision != revision {
+			newer <- snap.Revision
+			supersede()
+			return
+		}
+	}
 }

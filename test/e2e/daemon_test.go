@@ -314,6 +314,32 @@ func TestDaemon(t *testing.T) {
 		}
 	})
 
+	t.Run("a fix pushed during a health wait is applied at once", func(t *testing.T) {
+		stuck := func(notReady bool) string {
+			annotations := "{}"
+			if notReady {
+				annotations = "{sim.gitopsd.io/not-ready: app}"
+			}
+			return "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\n  namespace: " + ns +
+				"\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata:\n      labels: {app: stuck}\n      annotations: " +
+				annotations + "\n    spec:\n      containers:\n      - {name: app, image: busybox:1.36}\n"
+		}
+		writeFile(t, repo.path("overlays/dev/stuck.yaml"), stuck(true))
+		appendResource(t, repo.path("overlays/dev"), "stuck.yaml")
+		repo.commit("a Deployment that never becomes ready")
+		eventually(t, 20*time.Second, "Deployment stuck applied", func(ctx context.Context) error {
+			_, err := env.cs.AppsV1().Deployments(ns).Get(ctx, "stuck", metav1.GetOptions{})
+			return err
+		})
+		writeFile(t, repo.path("overlays/dev/stuck.yaml"), stuck(false))
+		fix := repo.commit("fix it")
+		// The health timeout is 5 minutes: only a superseded wait makes this.
+		d.waitFor(t, 30*time.Second, "health wait superseded", func(r logRecord) bool {
+			return r.str("msg") == "health wait superseded" && strings.HasSuffix(r.str("newRevision"), "sha1:"+fix)
+		})
+		d.waitFor(t, 30*time.Second, "sync complete for the fix", syncComplete(fix))
+	})
+
 	t.Run("a force-push rewriting history is followed", func(t *testing.T) {
 		repo.git(repo.dir, "reset", "--quiet", "--hard", first)
 		editFile(t, repo.path("base/configmap.yaml"), func(s string) string { return s + "  rewritten: \"yes\"\n" })
