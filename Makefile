@@ -43,5 +43,9 @@ cluster: binaries
 demo: binaries
 	$(GO) run ./test/cmd/localcluster -dir "$(CLUSTER_DIR)" -demo
 
+## bench: gitopsd against kubectl apply --server-side on the local cluster, ratios printed.
+bench: binaries
+	$(GO) run ./test/cmd/bench
+
 clean:
 	rm -rf .cluster

@@ -62,6 +62,9 @@ type SyncOptions struct {
 	// PruneMaxShare is the largest share of the inventory one sync may
 	// delete; a larger prune is refused as a likely mistake. Default 0.5.
 	PruneMaxShare float64
+	// NoWait skips the health wait: the sync is complete once applied and
+	// pruned, as `kubectl apply` is (Flux's wait: false).
+	NoWait bool
 	// HealthTimeout bounds the wait for changed workloads. Default 5m.
 	HealthTimeout time.Duration
 	// HealthInterval is how often health is polled. Default 1s.
@@ -305,6 +308,9 @@ func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, er
 }
 
 func (s *Syncer) waitHealthy(ctx context.Context, revision string, changes []Change, objs []*unstructured.Unstructured, res *SyncResult) error {
+	if s.opts.NoWait {
+		return nil
+	}
 	check := needsHealthCheck(changes, objs)
 	for i, obj := range objs {
 		if s.unhealthy[changes[i].Ref] && changes[i].Action == Unchanged {

@@ -33,6 +33,7 @@ type options struct {
 	pruneMaxShare            float64
 	forceConflicts           bool
 	healthTimeout            time.Duration
+	wait                     bool
 
 	logFormat, logLevel string
 }

@@ -42,6 +42,7 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 	fs.Float64Var(&o.pruneMaxShare, "prune-max-share", 0.5, "refuse a prune that would delete more than this share of the inventory at once")
 	fs.BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields another field manager owns (set false to fail instead)")
 	fs.DurationVar(&o.healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for changed workloads to become healthy")
+	fs.BoolVar(&o.wait, "wait", true, "wait for changed workloads to become healthy before a sync counts as complete")
 	return cmd
 }
 

@@ -108,7 +108,9 @@ func newClients(o *options) (*clients, error) {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	cfg.UserAgent = "gitopsd/" + version()
-	cfg.QPS, cfg.Burst = 50, 100
+	// In-flight requests are bounded by the Applier's concurrency and the API
+	// server's priority and fairness; a low client-side limit only adds waits.
+	cfg.QPS, cfg.Burst = 500, 1000
 	c := &clients{config: cfg}
 	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -128,7 +130,7 @@ func newSyncer(o *options, src reconciler.Source, c *clients) *reconciler.Syncer
 	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts})
 	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o, src))
 	return reconciler.NewSyncer(src, buildFunc(o), applier, inv, reconciler.SyncOptions{
-		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout,
+		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout, NoWait: !o.wait,
 	})
 }
 

@@ -1,0 +1,195 @@
+// Command bench is `make bench`: it measures gitopsd against
+// `kubectl apply --server-side` of the same build on the same local cluster,
+// in the same run, and prints the ratios. Each tool gets its own namespace so
+// that neither finds the other's objects.
+//
+// Cases: the MySQL stack of overlays/dev, and 1,000 generated objects
+// (ConfigMaps, Services, Deployments). For each, a cold apply and a no-op
+// re-apply; wall time and the peak RSS of the process (ru_maxrss).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gitopsd/gitopsd/test/cluster"
+	"github.com/gitopsd/gitopsd/test/manifests"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// measurement is one timed run of one tool.
+type measurement struct {
+	wall   time.Duration
+	maxRSS int64 // KiB
+}
+
+func run(ctx context.Context, stdout, stderr io.Writer) error {
+	root, err := manifests.RepoRoot()
+	if err != nil {
+		return err
+	}
+	bins, err := cluster.EnsureBinaries(ctx, cluster.BuildOptions{Progress: stderr})
+	if err != nil {
+		return err
+	}
+	c, err := cluster.Start(ctx, cluster.Options{Binaries: &bins, Progress: stderr})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	work, err := os.MkdirTemp("", "gitopsd-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	gitopsd := filepath.Join(work, "gitopsd")
+	if err := command(ctx, root, "go", "build", "-o", gitopsd, "./cmd/gitopsd"); err != nil {
+		return err
+	}
+	b := bench{kubectl: bins.Path("kubectl"), gitopsd: gitopsd, kubeconfig: c.Kubeconfig(), work: work}
+
+	fmt.Fprintf(stdout, "gitopsd vs kubectl apply --server-side, Kubernetes %s local cluster, %s\n\n", cluster.KubeVersion, time.Now().UTC().Format(time.DateOnly))
+	fmt.Fprintf(stdout, "%-28s %12s %12s %8s %14s %14s\n", "case", "gitopsd", "kubectl", "ratio", "gitopsd RSS", "kubectl RSS")
+	for _, tc := range []struct {
+		name string
+		make func(dir, ns string) error
+	}{
+		{"MySQL stack (overlays/dev)", func(dir, ns string) error { return mysqlStack(root, dir, ns) }},
+		{"1,000 objects", func(dir, ns string) error { return generated(dir, ns, 1000) }},
+	} {
+		if err := b.compare(ctx, stdout, tc.name, tc.make); err != nil {
+			return fmt.Errorf("%s: %w", tc.name, err)
+		}
+	}
+	fmt.Fprintln(stdout, "\nratio = kubectl time / gitopsd time (above 1: gitopsd is faster). RSS is the peak of the process.")
+	return nil
+}
+
+type bench struct {
+	kubectl, gitopsd, kubeconfig, work string
+	seq                                int
+}
+
+// compare renders the case twice (one namespace per tool), then times a cold
+// apply and a no-op re-apply with each tool.
+func (b *bench) compare(ctx context.Context, w io.Writer, name string, makeCase func(dir, ns string) error) error {
+	b.seq++
+	gDir := filepath.Join(b.work, fmt.Sprintf("g%d", b.seq))
+	kDir := filepath.Join(b.work, fmt.Sprintf("k%d", b.seq))
+	if err := makeCase(gDir, fmt.Sprintf("bench-g%d", b.seq)); err != nil {
+		return err
+	}
+	if err := makeCase(kDir, fmt.Sprintf("bench-k%d", b.seq)); err != nil {
+		return err
+	}
+	// kubectl needs the rendered manifests; gitopsd builds them itself.
+	rendered := filepath.Join(b.work, fmt.Sprintf("k%d.yaml", b.seq))
+	if err := b.render(ctx, kDir, rendered); err != nil {
+		return err
+	}
+	gitopsdArgs := []string{"run", "--once", "--dir", gDir, "--path", ".", "--kubeconfig", b.kubeconfig,
+		"--name", fmt.Sprintf("bench-%d", b.seq), "--log-level", "warn", "--wait=false"} // kubectl apply does not wait either
+	kubectlArgs := []string{"--kubeconfig", b.kubeconfig, "apply", "--server-side", "--field-manager", "bench", "-f", rendered}
+	for _, phase := range []string{"cold apply", "no-op resync"} {
+		g, err := timed(ctx, b.gitopsd, gitopsdArgs...)
+		if err != nil {
+			return fmt.Errorf("gitopsd %s: %w", phase, err)
+		}
+		k, err := timed(ctx, b.kubectl, kubectlArgs...)
+		if err != nil {
+			return fmt.Errorf("kubectl %s: %w", phase, err)
+		}
+		fmt.Fprintf(w, "%-28s %12s %12s %7.2fx %11d KiB %11d KiB\n", name+", "+phase,
+			g.wall.Round(time.Millisecond), k.wall.Round(time.Millisecond), k.wall.Seconds()/g.wall.Seconds(), g.maxRSS, k.maxRSS)
+	}
+	return nil
+}
+
+func (b *bench) render(ctx context.Context, dir, out string) error {
+	cmd := exec.CommandContext(ctx, b.gitopsd, "build", "--dir", dir, "--path", ".")
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd.Stdout, cmd.Stderr = f, os.Stderr
+	return cmd.Run()
+}
+
+// timed runs a command and returns its wall time and peak RSS.
+func timed(ctx context.Context, bin string, args ...string) (measurement, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	m := measurement{wall: time.Since(start)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.maxRSS = ru.Maxrss
+	}
+	if err != nil {
+		return m, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	return m, nil
+}
+
+// mysqlStack copies base/ and overlays/dev into dir as one kustomization in
+// namespace ns. The StorageClass is cluster scoped and shared by both copies.
+func mysqlStack(root, dir, ns string) error {
+	if err := os.CopyFS(filepath.Join(dir, "base"), os.DirFS(filepath.Join(root, "base"))); err != nil {
+		return err
+	}
+	kustomization := fmt.Sprintf("namespace: %s\nresources:\n- base\nreplicas:\n- name: mysql\n  count: 2\npatches:\n- target: {kind: Namespace}\n  patch: |-\n    - op: replace\n      path: /metadata/name\n      value: %s\n", ns, ns)
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization), 0o644)
+}
+
+// generated writes n objects in namespace ns: a third ConfigMaps, a third
+// Services, a third single-replica Deployments.
+func generated(dir, ns string, n int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var objs strings.Builder
+	fmt.Fprintf(&objs, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", ns)
+	for i := range n - 1 {
+		objs.WriteString("---\n")
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&objs, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%d\n  namespace: %s\ndata:\n  key: value-%d\n", i, ns, i)
+		case 1:
+			fmt.Fprintf(&objs, "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-%d\n  namespace: %s\nspec:\n  selector: {app: app-%d}\n  ports:\n  - port: 80\n", i, ns, i)
+		case 2:
+			fmt.Fprintf(&objs, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-%d\n  namespace: %s\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: app-%d}}\n  template:\n    metadata: {labels: {app: app-%d}}\n    spec:\n      containers:\n      - {name: app, image: registry.k8s.io/pause:3.10}\n", i, ns, i, i)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "objects.yaml"), []byte(objs.String()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("resources:\n- objects.yaml\n"), 0o644)
+}
+
+func command(ctx context.Context, dir, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
