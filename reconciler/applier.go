@@ -2,10 +2,12 @@ package reconciler
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -56,6 +58,19 @@ type Applier struct {
 	dyn    dynamic.Interface
 	mapper meta.ResettableRESTMapper
 	opts   ApplierOptions
+
+	// seen remembers, per object, the resourceVersion it had when the
+	// dry-run last found it equal to the desired object (or right after an
+	// apply), and that desired object's hash. An object whose version and
+	// desired state are both unchanged since is still equal, so a resync
+	// skips its dry-run: any write by anyone changes the version.
+	mu   sync.Mutex
+	seen map[ObjRef]seenState
+}
+
+type seenState struct {
+	resourceVersion string
+	desired         [sha256.Size]byte
 }
 
 // NewApplier returns an Applier; the mapper turns kinds into resources.
@@ -63,7 +78,7 @@ func NewApplier(dyn dynamic.Interface, mapper meta.ResettableRESTMapper, opts Ap
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
 	}
-	return &Applier{dyn: dyn, mapper: mapper, opts: opts}
+	return &Applier{dyn: dyn, mapper: mapper, opts: opts, seen: map[ObjRef]seenState{}}
 }
 
 // plan is the dry-run verdict for one object.
@@ -172,6 +187,10 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 	if err != nil && !apierrors.IsNotFound(err) {
 		return plan{}, fmt.Errorf("%s: get: %w", ref, err)
 	}
+	desired := desiredHash(obj)
+	if exists && a.unchangedSince(ref, live.GetResourceVersion(), desired) {
+		return plan{obj: obj, action: Unchanged}, nil
+	}
 	dry, err := a.patch(ctx, res, obj, true, !a.opts.NoForceConflicts)
 	if err != nil {
 		return plan{}, fmt.Errorf("%s: dry-run: %w", ref, explain(err))
@@ -185,6 +204,7 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 	if fields := DiffObjects(live.Object, dry.Object); len(fields) > 0 {
 		return plan{obj: obj, action: Configured, fields: fields}, nil
 	}
+	a.remember(ref, live.GetResourceVersion(), desired)
 	return plan{obj: obj, action: Unchanged}, nil
 }
 
@@ -205,12 +225,14 @@ func (a *Applier) Apply(ctx context.Context, plans []plan) ([]Change, error) {
 			}
 			g.Go(func() error {
 				res, err := a.resource(p.obj)
+				var applied *unstructured.Unstructured
 				if err == nil {
-					_, err = a.patch(gctx, res, p.obj, false, !a.opts.NoForceConflicts)
+					applied, err = a.patch(gctx, res, p.obj, false, !a.opts.NoForceConflicts)
 				}
 				if err != nil {
 					return fmt.Errorf("%s: apply: %w", changes[i].Ref, explain(err))
 				}
+				a.remember(changes[i].Ref, applied.GetResourceVersion(), desiredHash(p.obj))
 				return nil
 			})
 		}
@@ -385,4 +407,29 @@ func (a *Applier) get(ctx context.Context, obj *unstructured.Unstructured) (*uns
 		return nil, err
 	}
 	return res.Get(ctx, obj.GetName(), metav1.GetOptions{})
+}
+
+func (a *Applier) unchangedSince(ref ObjRef, resourceVersion string, desired [sha256.Size]byte) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, ok := a.seen[ref]
+	return ok && resourceVersion != "" && st.resourceVersion == resourceVersion && st.desired == desired
+}
+
+func (a *Applier) remember(ref ObjRef, resourceVersion string, desired [sha256.Size]byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seen[ref] = seenState{resourceVersion: resourceVersion, desired: desired}
+}
+
+// desiredHash identifies what gitopsd wants an object to be, leaving out the
+// revision annotation, which changes with every commit without changing the
+// object (see ignoredFields).
+func desiredHash(obj *unstructured.Unstructured) [sha256.Size]byte {
+	c := obj.DeepCopy()
+	annotations := c.GetAnnotations()
+	delete(annotations, RevisionAnnotation)
+	c.SetAnnotations(annotations)
+	data, _ := json.Marshal(c.Object) // map keys are sorted: stable
+	return sha256.Sum256(data)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -123,7 +124,8 @@ func TestSync(t *testing.T) {
 	dir := overlayCopy(t, "dev")
 	src := &fixedSource{snap: reconciler.Snapshot{Dir: dir, Revision: "r1"}}
 	counter := &writeCounter{}
-	s := newSyncer(t, src, ns, counter)
+	syncer := newSyncer(t, src, ns, counter)
+	s := syncer
 	ctx := t.Context()
 
 	res, err := s.Sync(ctx)
@@ -160,6 +162,30 @@ func TestSync(t *testing.T) {
 		if writes := counter.writes.Load() - before; writes != 0 {
 			t.Errorf("no-op resync made %d write requests", writes)
 		}
+	})
+
+	t.Run("a resync still sees an out-of-band change", func(t *testing.T) {
+		// The resync above skipped dry-runs of objects it knew unchanged;
+		// a change by someone else must still be found and undone.
+		s := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "mysql", Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: 3}}
+		if _, err := env.cs.AppsV1().StatefulSets(ns).UpdateScale(ctx, "mysql", s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := syncer.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Count(reconciler.Configured); got != 1 {
+			t.Errorf("resync after kubectl scale configured %d objects, want 1: %+v", got, res.Changes)
+		}
+		sts, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, "mysql", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *sts.Spec.Replicas != 2 {
+			t.Errorf("replicas %d after the resync, want git's 2", *sts.Spec.Replicas)
+		}
+		stsReady(t, ns, 2)
 	})
 
 	t.Run("an invalid object applies nothing", func(t *testing.T) {
