@@ -234,7 +234,7 @@ func TestDaemon(t *testing.T) {
 	if rec.str("path") != "overlays/dev" || rec["created"] != float64(6) {
 		t.Errorf("first sync record %v: want path overlays/dev and 6 created", rec)
 	}
-	stsReady(t, ns, 2)
+	waitStatefulSetReady(t, ns, 2)
 
 	t.Run("a commit to 3 replicas brings mysql-2 within 10s", func(t *testing.T) {
 		editFile(t, repo.path("overlays/dev/kustomization.yaml"), func(s string) string {
@@ -367,19 +367,5 @@ func TestDaemon(t *testing.T) {
 		}
 		srv.down.Store(false)
 		d.waitFor(t, 30*time.Second, "sync complete once the server is back", syncComplete(last))
-	})
-}
-
-func stsReady(t *testing.T, ns string, replicas int32) {
-	t.Helper()
-	eventually(t, 60*time.Second, fmt.Sprintf("StatefulSet %s/mysql %d/%d Ready", ns, replicas, replicas), func(ctx context.Context) error {
-		sts, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, "mysql", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if sts.Status.ReadyReplicas != replicas {
-			return fmt.Errorf("ready %d", sts.Status.ReadyReplicas)
-		}
-		return nil
 	})
 }

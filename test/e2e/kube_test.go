@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/gitopsd/gitopsd/reconciler"
 )
 
 // applyAll server-side applies objs in order with the given field manager, as
@@ -21,7 +23,7 @@ func applyAll(ctx context.Context, t *testing.T, objs []*unstructured.Unstructur
 	t.Helper()
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(env.cs.Discovery()))
 	for _, obj := range objs {
-		ref := objRef(obj)
+		ref := reconciler.RefOf(obj)
 		gvk := obj.GroupVersionKind()
 		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		if err != nil {
@@ -47,13 +49,6 @@ func applyAll(ctx context.Context, t *testing.T, objs []*unstructured.Unstructur
 		}
 	}
 	return nil
-}
-
-func objRef(obj *unstructured.Unstructured) string {
-	if obj.GetNamespace() == "" {
-		return obj.GetKind() + "/" + obj.GetName()
-	}
-	return obj.GetKind() + "/" + obj.GetNamespace() + "/" + obj.GetName()
 }
 
 // eventually polls check until it returns nil or the deadline passes, then

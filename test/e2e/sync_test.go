@@ -185,7 +185,7 @@ func TestSync(t *testing.T) {
 		if *sts.Spec.Replicas != 2 {
 			t.Errorf("replicas %d after the resync, want git's 2", *sts.Spec.Replicas)
 		}
-		stsReady(t, ns, 2)
+		waitStatefulSetReady(t, ns, 2)
 	})
 
 	t.Run("an invalid object applies nothing", func(t *testing.T) {

@@ -43,7 +43,7 @@ func TestWalkthrough(t *testing.T) {
 	}
 
 	t.Run("stack is up with bound EBS volumes", func(t *testing.T) {
-		waitStatefulSetReady(t, 2)
+		waitStatefulSetReady(t, ns, 2)
 		for _, ord := range []int{0, 1} {
 			checkVolume(t, ord)
 		}
@@ -179,7 +179,7 @@ func TestWalkthrough(t *testing.T) {
 
 	t.Run("scale up binds data-mysql-2, scale down leaves it", func(t *testing.T) {
 		scale(t, 3)
-		waitStatefulSetReady(t, 3)
+		waitStatefulSetReady(t, ns, 3)
 		checkVolume(t, 2)
 		scale(t, 2)
 		eventually(t, 30*time.Second, "pod mysql-2 gone", func(ctx context.Context) error {
@@ -221,10 +221,10 @@ func TestWalkthrough(t *testing.T) {
 
 		// And the plain case: a claim deleted under Delete takes its volume.
 		scale(t, 3)
-		waitStatefulSetReady(t, 3)
+		waitStatefulSetReady(t, ns, 3)
 		pvName = getPVC(t, "data-mysql-2").Spec.VolumeName
 		scale(t, 2)
-		waitStatefulSetReady(t, 2)
+		waitStatefulSetReady(t, ns, 2)
 		deletePVC(t, "data-mysql-2")
 		waitPVGone(t, pvName)
 	})
@@ -276,9 +276,11 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-func waitStatefulSetReady(t *testing.T, replicas int32) {
+// waitStatefulSetReady waits until StatefulSet ns/mysql has observed its
+// latest spec and runs exactly replicas Ready pods.
+func waitStatefulSetReady(t *testing.T, ns string, replicas int32) {
 	t.Helper()
-	eventually(t, 60*time.Second, fmt.Sprintf("StatefulSet mysql at %d/%d Ready", replicas, replicas), func(ctx context.Context) error {
+	eventually(t, 60*time.Second, fmt.Sprintf("StatefulSet %s/mysql at %d/%d Ready", ns, replicas, replicas), func(ctx context.Context) error {
 		sts, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, "mysql", metav1.GetOptions{})
 		if err != nil {
 			return err
