@@ -59,18 +59,17 @@ type Applier struct {
 	mapper meta.ResettableRESTMapper
 	opts   ApplierOptions
 
-	// seen remembers, per object, the resourceVersion it had when the
+	// seen remembers, per object, its live state (liveHash) when the
 	// dry-run last found it equal to the desired object (or right after an
-	// apply), and that desired object's hash. An object whose version and
-	// desired state are both unchanged since is still equal, so a resync
-	// skips its dry-run: any write by anyone changes the version.
+	// apply), and that desired object's hash. An object whose live and
+	// desired states are both unchanged since is still equal, so a resync
+	// skips its dry-run.
 	mu   sync.Mutex
 	seen map[ObjRef]seenState
 }
 
 type seenState struct {
-	resourceVersion string
-	desired         [sha256.Size]byte
+	live, desired [sha256.Size]byte
 }
 
 // NewApplier returns an Applier; the mapper turns kinds into resources.
@@ -134,13 +133,14 @@ func (a *Applier) Validate(ctx context.Context, objs []*unstructured.Unstructure
 		return nil, err
 	}
 	definedHere := crdKinds(objs)
+	known := a.listLive(ctx, objs)
 	plans := make([]plan, len(objs))
 	errs := make([]error, len(objs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.opts.Concurrency)
 	for i, obj := range objs {
 		g.Go(func() error {
-			plans[i], errs[i] = a.dryRun(gctx, obj, newNamespaces[obj.GetNamespace()])
+			plans[i], errs[i] = a.dryRun(gctx, obj, newNamespaces[obj.GetNamespace()], known)
 			if errs[i] != nil && meta.IsNoMatchError(errs[i]) && definedHere[obj.GroupVersionKind().GroupKind()] {
 				// Its CRD is in this very set: the server can only check
 				// it once the CRD is established, during Apply.
@@ -167,7 +167,7 @@ func (a *Applier) Validate(ctx context.Context, objs []*unstructured.Unstructure
 	return plans, nil
 }
 
-func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, nsMissing bool) (plan, error) {
+func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, nsMissing bool, known *liveSet) (plan, error) {
 	ref := RefOf(obj)
 	res, err := a.resource(obj)
 	if err != nil {
@@ -182,20 +182,39 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 		}
 		return plan{obj: obj, action: Created}, nil
 	}
-	live, err := res.Get(ctx, obj.GetName(), metav1.GetOptions{})
-	exists := err == nil
-	if err != nil && !apierrors.IsNotFound(err) {
-		return plan{}, fmt.Errorf("%s: get: %w", ref, err)
-	}
 	desired := desiredHash(obj)
-	if exists && a.unchangedSince(ref, live.GetResourceVersion(), desired) {
+	listedHash, found, listed := known.lookup(ref)
+	if found && a.unchangedSince(ref, listedHash, desired) {
+		return plan{obj: obj, action: Unchanged}, nil
+	}
+	// Read the object unless the LIST showed it does not exist.
+	var live *unstructured.Unstructured
+	if !listed || found {
+		var err error
+		if live, err = res.Get(ctx, obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			live = nil
+		} else if err != nil {
+			return plan{}, fmt.Errorf("%s: get: %w", ref, err)
+		}
+	}
+	if live != nil && a.unchangedSince(ref, liveHash(live), desired) {
 		return plan{obj: obj, action: Unchanged}, nil
 	}
 	dry, err := a.patch(ctx, res, obj, true, !a.opts.NoForceConflicts)
 	if err != nil {
 		return plan{}, fmt.Errorf("%s: dry-run: %w", ref, explain(err))
 	}
-	if !exists {
+	if live == nil && listed && dry.GetResourceVersion() != "" {
+		// Not among the labelled members but it exists: an object this set
+		// adopts, or one whose part-of label someone removed. Read it to
+		// say what the apply changes.
+		if live, err = res.Get(ctx, obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			live = nil
+		} else if err != nil {
+			return plan{}, fmt.Errorf("%s: get: %w", ref, err)
+		}
+	}
+	if live == nil {
 		return plan{obj: obj, action: Created}, nil
 	}
 	// Compared field by field rather than whole: a controller may update
@@ -204,7 +223,7 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 	if fields := DiffObjects(live.Object, dry.Object); len(fields) > 0 {
 		return plan{obj: obj, action: Configured, fields: fields}, nil
 	}
-	a.remember(ref, live.GetResourceVersion(), desired)
+	a.remember(ref, liveHash(live), desired)
 	return plan{obj: obj, action: Unchanged}, nil
 }
 
@@ -232,7 +251,7 @@ func (a *Applier) Apply(ctx context.Context, plans []plan) ([]Change, error) {
 				if err != nil {
 					return fmt.Errorf("%s: apply: %w", changes[i].Ref, explain(err))
 				}
-				a.remember(changes[i].Ref, applied.GetResourceVersion(), desiredHash(p.obj))
+				a.remember(changes[i].Ref, liveHash(applied), desiredHash(p.obj))
 				return nil
 			})
 		}
@@ -409,17 +428,36 @@ func (a *Applier) get(ctx context.Context, obj *unstructured.Unstructured) (*uns
 	return res.Get(ctx, obj.GetName(), metav1.GetOptions{})
 }
 
-func (a *Applier) unchangedSince(ref ObjRef, resourceVersion string, desired [sha256.Size]byte) bool {
+func (a *Applier) unchangedSince(ref ObjRef, live, desired [sha256.Size]byte) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st, ok := a.seen[ref]
-	return ok && resourceVersion != "" && st.resourceVersion == resourceVersion && st.desired == desired
+	return ok && st.live == live && st.desired == desired
 }
 
-func (a *Applier) remember(ref ObjRef, resourceVersion string, desired [sha256.Size]byte) {
+func (a *Applier) remember(ref ObjRef, live, desired [sha256.Size]byte) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.seen[ref] = seenState{resourceVersion: resourceVersion, desired: desired}
+	a.seen[ref] = seenState{live: live, desired: desired}
+}
+
+// liveHash identifies a live object's state apart from its status: a
+// controller's status update (a Deployment's ready count) changes the
+// resourceVersion but cannot make the object differ from git, since git
+// sets no status; any other write, by anyone, changes the hash.
+func liveHash(live *unstructured.Unstructured) [sha256.Size]byte {
+	c := live.DeepCopy()
+	delete(c.Object, "status")
+	c.SetResourceVersion("")
+	var fields []metav1.ManagedFieldsEntry
+	for _, f := range c.GetManagedFields() {
+		if f.Subresource != "status" {
+			fields = append(fields, f)
+		}
+	}
+	c.SetManagedFields(fields)
+	data, _ := json.Marshal(c.Object)
+	return sha256.Sum256(data)
 }
 
 // desiredHash identifies what gitopsd wants an object to be, leaving out the

@@ -109,6 +109,12 @@ type Syncer struct {
 	// checked again by the next sync even though it finds them unchanged, so
 	// a retry cannot report a broken revision healthy.
 	unhealthy map[ObjRef]bool
+
+	// built is the last build's output, by revision (see buildOnce).
+	built struct {
+		revision string
+		objs     []*unstructured.Unstructured
+	}
 }
 
 // NewSyncer wires the stages of a sync together.
@@ -149,7 +155,7 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 
 func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, error) {
 	var res SyncResult
-	objs, err := s.build(ctx, snap.Dir)
+	objs, err := s.buildOnce(ctx, snap)
 	if err != nil {
 		return res, &SyncError{Stage: StageBuild, Err: err}
 	}
@@ -189,6 +195,25 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 		return res, &SyncError{Stage: StageHealth, Err: err}
 	}
 	return res, nil
+}
+
+// buildOnce builds a snapshot, or returns the objects it built for the same
+// revision last time: a revision is immutable, so a resync of an unchanged
+// source skips kustomize (a second for 1,000 objects). The objects are
+// handed out as copies, since a sync stamps them.
+func (s *Syncer) buildOnce(ctx context.Context, snap Snapshot) ([]*unstructured.Unstructured, error) {
+	if s.built.revision != snap.Revision || snap.Revision == "" {
+		objs, err := s.build(ctx, snap.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.built.revision, s.built.objs = snap.Revision, objs
+	}
+	out := make([]*unstructured.Unstructured, len(s.built.objs))
+	for i, obj := range s.built.objs {
+		out[i] = obj.DeepCopy()
+	}
+	return out, nil
 }
 
 // Plan fetches and builds the source as Sync does, and reports what an

@@ -32,6 +32,7 @@ type options struct {
 	prune                    bool
 	pruneMaxShare            float64
 	forceConflicts           bool
+	applyConcurrency         int
 	healthTimeout            time.Duration
 	wait                     bool
 

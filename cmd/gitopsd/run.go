@@ -41,6 +41,7 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 	fs.BoolVar(&o.prune, "prune", true, "delete objects that left git (never PersistentVolumes, PersistentVolumeClaims or Namespaces)")
 	fs.Float64Var(&o.pruneMaxShare, "prune-max-share", 0.5, "refuse a prune that would delete more than this share of the inventory at once")
 	fs.BoolVar(&o.forceConflicts, "force-conflicts", true, "take over fields another field manager owns (set false to fail instead)")
+	fs.IntVar(&o.applyConcurrency, "apply-concurrency", 8, "requests in flight at once during validation and apply")
 	fs.DurationVar(&o.healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for changed workloads to become healthy")
 	fs.BoolVar(&o.wait, "wait", true, "wait for changed workloads to become healthy before a sync counts as complete")
 	return cmd

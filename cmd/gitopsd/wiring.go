@@ -127,7 +127,7 @@ func newClients(o *options) (*clients, error) {
 }
 
 func newSyncer(o *options, src reconciler.Source, c *clients) *reconciler.Syncer {
-	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts})
+	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts, Concurrency: o.applyConcurrency})
 	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o, src))
 	return reconciler.NewSyncer(src, buildFunc(o), applier, inv, reconciler.SyncOptions{
 		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout, NoWait: !o.wait,

@@ -33,16 +33,20 @@ type fixedSource struct{ snap reconciler.Snapshot }
 func (s *fixedSource) Fetch(context.Context) (reconciler.Snapshot, error) { return s.snap, nil }
 func (s *fixedSource) String() string                                     { return "test:" + s.snap.Dir }
 
-// writeCounter counts requests that change state: everything but reads and
-// server-side dry-runs.
+// writeCounter counts requests that change state (everything but reads and
+// server-side dry-runs) and reads of single objects (GETs without a label
+// selector).
 type writeCounter struct {
-	next   http.RoundTripper
-	writes atomic.Int64
+	next          http.RoundTripper
+	writes, reads atomic.Int64
 }
 
 func (w *writeCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
+		if req.URL.Query().Get("labelSelector") == "" {
+			w.reads.Add(1)
+		}
 	default:
 		if req.URL.Query().Get("dryRun") == "" {
 			w.writes.Add(1)
@@ -151,7 +155,7 @@ func TestSync(t *testing.T) {
 	}
 
 	t.Run("no-op resync writes nothing", func(t *testing.T) {
-		before := counter.writes.Load()
+		before, readsBefore := counter.writes.Load(), counter.reads.Load()
 		res, err := s.Sync(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -161,6 +165,11 @@ func TestSync(t *testing.T) {
 		}
 		if writes := counter.writes.Load() - before; writes != 0 {
 			t.Errorf("no-op resync made %d write requests", writes)
+		}
+		// The members are read with one LIST per kind; only the inventory
+		// and the stack's Namespace (is it new?) are read on their own.
+		if reads := counter.reads.Load() - readsBefore; reads > 2 {
+			t.Errorf("no-op resync read %d objects one by one, want 2 (the inventory and the Namespace)", reads)
 		}
 	})
 
