@@ -99,7 +99,11 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 		} else {
 			backoff, lastFailure = 0, ""
-			LogSync(ctx, l.opts.Logger, slog.LevelInfo, l.opts.Path, res, nil)
+			level := slog.LevelInfo
+			if res.Skipped {
+				level = slog.LevelDebug // a resync with self-heal off
+			}
+			LogSync(ctx, l.opts.Logger, level, l.opts.Path, res, nil)
 		}
 		if err == nil && res.SupersededBy != "" {
 			l.opts.Logger.Info("health wait superseded", "revision", res.Revision, "path", l.opts.Path, "newRevision", res.SupersededBy)

@@ -69,10 +69,27 @@ type SyncOptions struct {
 	HealthTimeout time.Duration
 	// HealthInterval is how often health is polled. Default 1s.
 	HealthInterval time.Duration
+	// OnlyNewRevisions makes a sync of the revision last applied do nothing
+	// (SyncResult.Skipped): with self-heal off, a resync must not undo
+	// what someone changed by hand, only a new commit applies.
+	OnlyNewRevisions bool
+	// Observer, when set, is told when a sync changes the cluster.
+	Observer Observer
 	// SupersedeInterval is how often the source is fetched during a health
 	// wait: a newer revision ends the wait, so that a fix pushed after a
 	// broken commit does not queue behind HealthTimeout. Default 5s.
 	SupersedeInterval time.Duration
+}
+
+// Observer follows what the syncs apply: the drift Watcher.
+type Observer interface {
+	// Applying: a validated set is about to change the cluster.
+	Applying()
+	// Applied: the set is applied and pruned; it is the desired state now.
+	Applied(objs []*unstructured.Unstructured)
+	// Resume: the sync that called Applying failed; the desired state is
+	// still the previous one.
+	Resume()
 }
 
 // SyncResult is what one successful sync did.
@@ -84,6 +101,11 @@ type SyncResult struct {
 	// SupersededBy is set when the health wait ended early because the
 	// source moved on to this revision; the next sync should start at once.
 	SupersededBy string
+	// FetchDuration is how long the source fetch took.
+	FetchDuration time.Duration
+	// Skipped is set when the revision was applied before and
+	// OnlyNewRevisions is on: nothing was read or written.
+	Skipped bool
 }
 
 // Count returns how many objects got the action.
@@ -110,6 +132,8 @@ type Syncer struct {
 	// a retry cannot report a broken revision healthy.
 	unhealthy map[ObjRef]bool
 
+	// applied is the revision of the last sync that applied.
+	applied string
 	// built is the last build's output, by revision (see buildOnce).
 	built struct {
 		revision string
@@ -138,11 +162,12 @@ func NewSyncer(source Source, build BuildFunc, applier *Applier, inv *Inventory,
 func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 	start := time.Now()
 	snap, err := s.source.Fetch(ctx)
+	fetched := time.Since(start)
 	if err != nil {
-		return SyncResult{}, &SyncError{Stage: StageFetch, Err: err}
+		return SyncResult{FetchDuration: fetched, Duration: fetched}, &SyncError{Stage: StageFetch, Err: err}
 	}
 	res, err := s.syncSnapshot(ctx, snap)
-	res.Revision = snap.Revision
+	res.Revision, res.FetchDuration = snap.Revision, fetched
 	res.Duration = time.Since(start)
 	if err != nil {
 		var se *SyncError
@@ -155,6 +180,10 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 
 func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, error) {
 	var res SyncResult
+	if s.opts.OnlyNewRevisions && snap.Revision == s.applied {
+		res.Skipped = true
+		return res, nil
+	}
 	objs, err := s.buildOnce(ctx, snap)
 	if err != nil {
 		return res, &SyncError{Stage: StageBuild, Err: err}
@@ -175,6 +204,15 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	if err != nil {
 		return res, &SyncError{Stage: StageValidate, Err: err}
 	}
+	applied := false
+	if obs := s.opts.Observer; obs != nil {
+		obs.Applying()
+		defer func() {
+			if !applied {
+				obs.Resume()
+			}
+		}()
+	}
 	// Record the union first: a sync cut short after applying still knows
 	// every object it may have created.
 	stored := previous
@@ -191,8 +229,15 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	if err := s.prune(ctx, previous, current, stored, snap.Revision, &res); err != nil {
 		return res, &SyncError{Stage: StagePrune, Err: err}
 	}
+	applied = true
+	if s.opts.Observer != nil {
+		s.opts.Observer.Applied(objs)
+	}
 	if err := s.waitHealthy(ctx, snap.Revision, res.Changes, objs, &res); err != nil {
 		return res, &SyncError{Stage: StageHealth, Err: err}
+	}
+	if res.SupersededBy == "" {
+		s.applied = snap.Revision
 	}
 	return res, nil
 }
@@ -223,16 +268,12 @@ func (s *Syncer) Plan(ctx context.Context) ([]ObjectPlan, error) {
 	if err != nil {
 		return nil, &SyncError{Stage: StageFetch, Err: err}
 	}
-	objs, err := s.build(ctx, snap.Dir)
+	objs, err := s.desired(ctx, snap)
 	if err != nil {
-		return nil, &SyncError{Stage: StageBuild, Revision: snap.Revision, Err: err}
-	}
-	if len(objs) == 0 {
-		return nil, &SyncError{Stage: StageValidate, Revision: snap.Revision, Err: ErrEmptyBuild}
+		return nil, err
 	}
 	current := make([]ObjRef, len(objs))
 	for i, obj := range objs {
-		s.stamp(obj, snap.Revision)
 		current[i] = RefOf(obj)
 	}
 	plans, err := s.applier.Plan(ctx, objs)
@@ -254,6 +295,31 @@ func (s *Syncer) Plan(ctx context.Context) ([]ObjectPlan, error) {
 		plans = append(plans, ObjectPlan{Ref: ref, Action: Pruned})
 	}
 	return plans, nil
+}
+
+// Desired fetches and builds the source as Sync does and returns the
+// objects, stamped as a sync would apply them: `gitopsd drift`.
+func (s *Syncer) Desired(ctx context.Context) ([]*unstructured.Unstructured, string, error) {
+	snap, err := s.source.Fetch(ctx)
+	if err != nil {
+		return nil, "", &SyncError{Stage: StageFetch, Err: err}
+	}
+	objs, err := s.desired(ctx, snap)
+	return objs, snap.Revision, err
+}
+
+func (s *Syncer) desired(ctx context.Context, snap Snapshot) ([]*unstructured.Unstructured, error) {
+	objs, err := s.build(ctx, snap.Dir)
+	if err != nil {
+		return nil, &SyncError{Stage: StageBuild, Revision: snap.Revision, Err: err}
+	}
+	if len(objs) == 0 {
+		return nil, &SyncError{Stage: StageValidate, Revision: snap.Revision, Err: ErrEmptyBuild}
+	}
+	for _, obj := range objs {
+		s.stamp(obj, snap.Revision)
+	}
+	return objs, nil
 }
 
 // stamp marks an object as a member of this inventory at this revision.

@@ -36,6 +36,12 @@ type options struct {
 	healthTimeout            time.Duration
 	wait                     bool
 
+	drift                driftOptions
+	selfHeal             bool
+	enforceReclaimPolicy bool
+	driftRemind          time.Duration
+	events               bool
+
 	logFormat, logLevel string
 }
 
@@ -54,7 +60,7 @@ Every flag can also be set through the environment: --git-url is GITOPSD_GIT_URL
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCommand(stdout, stderr), newBuildCommand(stdout), newDiffCommand(stdout), newVersionCommand(stdout))
+	root.AddCommand(newRunCommand(stdout, stderr), newBuildCommand(stdout), newDiffCommand(stdout), newDriftCommand(stdout), newVersionCommand(stdout))
 	return root
 }
 

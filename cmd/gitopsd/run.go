@@ -12,6 +12,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
 
 	"github.com/gitopsd/gitopsd/reconciler"
 )
@@ -44,6 +49,11 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 	fs.IntVar(&o.applyConcurrency, "apply-concurrency", 8, "requests in flight at once during validation and apply")
 	fs.DurationVar(&o.healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for changed workloads to become healthy")
 	fs.BoolVar(&o.wait, "wait", true, "wait for changed workloads to become healthy before a sync counts as complete")
+	driftFlags(fs, &o.drift)
+	fs.BoolVar(&o.selfHeal, "self-heal", true, "re-apply git's state as soon as a managed object drifts or goes missing (false: only alert, and only new commits are applied)")
+	fs.BoolVar(&o.enforceReclaimPolicy, "enforce-reclaim-policy", false, "patch a managed PersistentVolume back to its StorageClass's reclaim policy")
+	fs.DurationVar(&o.driftRemind, "drift-remind", time.Hour, "how often an unresolved drift is logged again (0: never)")
+	fs.BoolVar(&o.events, "events", true, "record drift as Kubernetes Events on the affected objects")
 	return cmd
 }
 
@@ -52,6 +62,9 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// client-go's own messages (a watch that failed and retries) go to the
+	// same structured stream instead of klog's text lines.
+	klog.SetSlogLogger(logger)
 	src, err := newSource(o)
 	if err != nil {
 		return err
@@ -60,17 +73,28 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	syncer := newSyncer(o, src, c)
 	if o.once {
-		return syncOnce(ctx, o, syncer, logger)
+		return syncOnce(ctx, o, newSyncer(o, src, c), logger)
 	}
+	var loop *reconciler.Loop
+	wopts := reconciler.WatcherOptions{Logger: logger, Drift: o.drift.checks(), Remind: o.driftRemind,
+		SelfHeal: o.selfHeal, Heal: func() { loop.Trigger() }, EnforceReclaimPolicy: o.enforceReclaimPolicy}
+	if o.events {
+		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cs.CoreV1().Events("")})
+		defer broadcaster.Shutdown()
+		wopts.Events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gitopsd"})
+	}
+	watcher := reconciler.NewWatcher(c.cs, c.dyn, c.mapper, wopts)
+	syncer := newSyncer(o, src, c, withObserver(watcher))
 	var changed <-chan struct{}
 	g, ctx := errgroup.WithContext(ctx)
 	if src.watched != nil {
 		changed = src.watched.Changed()
 		g.Go(func() error { return src.watched.Run(ctx) })
 	}
-	loop := reconciler.NewLoop(syncer, reconciler.LoopOptions{Interval: o.interval, Path: o.path, Logger: logger, Changed: changed})
+	loop = reconciler.NewLoop(syncer, reconciler.LoopOptions{Interval: o.interval, Path: o.path, Logger: logger, Changed: changed})
+	g.Go(func() error { return watcher.Run(ctx) })
 	g.Go(func() error { return loop.Run(ctx) })
 	g.Go(func() error { return forwardSIGHUP(ctx, loop) })
 	logger.Info("gitopsd started", "source", src.String(), "path", o.path, "interval", o.interval.String(), "version", version())

@@ -126,12 +126,22 @@ func newClients(o *options) (*clients, error) {
 	return c, nil
 }
 
-func newSyncer(o *options, src reconciler.Source, c *clients) *reconciler.Syncer {
+func newSyncer(o *options, src reconciler.Source, c *clients, mods ...func(*reconciler.SyncOptions)) *reconciler.Syncer {
 	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts, Concurrency: o.applyConcurrency})
 	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o, src))
-	return reconciler.NewSyncer(src, buildFunc(o), applier, inv, reconciler.SyncOptions{
+	opts := reconciler.SyncOptions{
 		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout, NoWait: !o.wait,
-	})
+		OnlyNewRevisions: !o.selfHeal,
+	}
+	for _, mod := range mods {
+		mod(&opts)
+	}
+	return reconciler.NewSyncer(src, buildFunc(o), applier, inv, opts)
+}
+
+// withObserver tells a Syncer's observer (the drift Watcher) what it applies.
+func withObserver(obs reconciler.Observer) func(*reconciler.SyncOptions) {
+	return func(opts *reconciler.SyncOptions) { opts.Observer = obs }
 }
 
 var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)

@@ -178,10 +178,10 @@ func TestWalkthrough(t *testing.T) {
 	})
 
 	t.Run("scale up binds data-mysql-2, scale down leaves it", func(t *testing.T) {
-		scale(t, 3)
+		scale(t, ns, 3)
 		waitStatefulSetReady(t, ns, 3)
 		checkVolume(t, 2)
-		scale(t, 2)
+		scale(t, ns, 2)
 		eventually(t, 30*time.Second, "pod mysql-2 gone", func(ctx context.Context) error {
 			_, err := env.cs.CoreV1().Pods(ns).Get(ctx, "mysql-2", metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
@@ -220,10 +220,10 @@ func TestWalkthrough(t *testing.T) {
 		waitPVGone(t, pvName)
 
 		// And the plain case: a claim deleted under Delete takes its volume.
-		scale(t, 3)
+		scale(t, ns, 3)
 		waitStatefulSetReady(t, ns, 3)
 		pvName = getPVC(t, "data-mysql-2").Spec.VolumeName
-		scale(t, 2)
+		scale(t, ns, 2)
 		waitStatefulSetReady(t, ns, 2)
 		deletePVC(t, "data-mysql-2")
 		waitPVGone(t, pvName)
@@ -420,7 +420,7 @@ func patchReclaim(t *testing.T, pvName string, policy corev1.PersistentVolumeRec
 }
 
 // scale is `kubectl scale statefulset mysql --replicas=n`: the scale subresource.
-func scale(t *testing.T, n int32) {
+func scale(t *testing.T, ns string, n int32) {
 	t.Helper()
 	s := &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "mysql", Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: n}}
 	if _, err := env.cs.AppsV1().StatefulSets(ns).UpdateScale(t.Context(), "mysql", s, metav1.UpdateOptions{}); err != nil {

@@ -82,6 +82,9 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintln(stdout, "\nratio = kubectl time / gitopsd time (above 1: gitopsd is faster). RSS is the peak of the process.")
+	if err := b.driftBench(ctx, stdout, root); err != nil {
+		return fmt.Errorf("drift: %w", err)
+	}
 	return nil
 }
 

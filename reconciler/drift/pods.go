@@ -1,0 +1,139 @@
+package drift
+
+import (
+	"log/slog"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// CheckPodNotReady: a workload's pod Running but not Ready.
+func CheckPodNotReady(s Snapshot, o Options) []Finding {
+	o = o.withDefaults()
+	var out []Finding
+	for _, w := range workloads(s) {
+		for _, pod := range w.pods {
+			if pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			cond := podCondition(pod, corev1.PodReady)
+			if cond == nil || cond.Status == corev1.ConditionTrue {
+				continue
+			}
+			out = append(out, Finding{Code: PodNotReady, Object: podRef(pod), Grace: o.PodNotReadyGrace,
+				Since:  cond.LastTransitionTime.Time,
+				Detail: detailf("pod %s of %s is Running but not Ready (%d/%d containers ready)", pod.Name, w.ref, readyContainers(pod), len(pod.Spec.Containers)),
+				Attrs:  []slog.Attr{slog.String("workload", w.ref.String()), slog.String("node", pod.Spec.NodeName)}})
+		}
+	}
+	return out
+}
+
+// CheckPodMissing: a StatefulSet ordinal without a running pod, or another
+// workload with fewer running pods than it wants.
+func CheckPodMissing(s Snapshot, o Options) []Finding {
+	o = o.withDefaults()
+	var out []Finding
+	for _, w := range workloads(s) {
+		if w.sts == nil {
+			running := 0
+			for _, pod := range w.pods {
+				if pod.DeletionTimestamp == nil && pod.Status.Phase == corev1.PodRunning {
+					running++
+				}
+			}
+			if running < int(w.replicas) {
+				out = append(out, Finding{Code: PodMissing, Object: w.ref, Grace: o.PodMissingGrace,
+					Detail: detailf("%s runs %d of %d pods", w.ref, running, w.replicas),
+					Attrs: []slog.Attr{slog.String("workload", w.ref.String()), slog.Int("replicas", int(w.replicas)),
+						slog.Int("running", running)}})
+			}
+			continue
+		}
+		byName := map[string]*corev1.Pod{}
+		for _, pod := range w.pods {
+			byName[pod.Name] = pod
+		}
+		start, end := ordinals(w.sts)
+		for ordinal := start; ordinal < end; ordinal++ {
+			name := w.sts.Name + "-" + strconv.Itoa(ordinal)
+			pod := byName[name]
+			reason := "absent"
+			f := Finding{Code: PodMissing, Object: Ref{Kind: "Pod", Namespace: w.ref.Namespace, Name: name}, Grace: o.PodMissingGrace}
+			switch {
+			case pod == nil || pod.DeletionTimestamp != nil:
+			case pod.Status.Phase == corev1.PodRunning:
+				continue
+			default:
+				reason = string(pod.Status.Phase)
+				if reason == "" {
+					reason = string(corev1.PodPending)
+				}
+				f.Since = pod.CreationTimestamp.Time
+			}
+			f.Detail = detailf("%s has no running pod %s (%s)", w.ref, name, reason)
+			if reason == string(corev1.PodPending) {
+				if cond := podCondition(pod, corev1.PodScheduled); cond != nil && cond.Status == corev1.ConditionFalse && cond.Message != "" {
+					f.Detail = detailf("%s has no running pod %s: Pending, %s", w.ref, name, cond.Message)
+				}
+			}
+			f.Attrs = []slog.Attr{slog.String("workload", w.ref.String()), slog.Int("ordinal", ordinal),
+				slog.Int("replicas", int(w.replicas)), slog.String("reason", reason)}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// CheckPodRestarting: a container of a workload's pod in CrashLoopBackOff,
+// or restarted within RestartWindow.
+func CheckPodRestarting(s Snapshot, o Options) []Finding {
+	o = o.withDefaults()
+	var out []Finding
+	for _, w := range workloads(s) {
+		for _, pod := range w.pods {
+			statuses := append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...)
+			for _, cs := range statuses {
+				reason := ""
+				if cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff" {
+					reason = "CrashLoopBackOff"
+				} else if t := cs.LastTerminationState.Terminated; t != nil && !t.FinishedAt.IsZero() && s.Now.Sub(t.FinishedAt.Time) < o.RestartWindow {
+					reason = t.Reason
+					if reason == "" {
+						reason = "exit code " + strconv.Itoa(int(t.ExitCode))
+					}
+				}
+				if reason == "" {
+					continue
+				}
+				out = append(out, Finding{Code: PodRestarting, Object: podRef(pod),
+					Detail: detailf("container %s of pod %s restarted (%d restarts, %s)", cs.Name, pod.Name, cs.RestartCount, reason),
+					Attrs: []slog.Attr{slog.String("container", cs.Name), slog.Int("restarts", int(cs.RestartCount)),
+						slog.String("reason", reason), slog.String("workload", w.ref.String())}})
+			}
+		}
+	}
+	return out
+}
+
+func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	if pod == nil {
+		return nil
+	}
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func readyContainers(pod *corev1.Pod) int {
+	n := 0
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Ready {
+			n++
+		}
+	}
+	return n
+}

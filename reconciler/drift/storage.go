@@ -1,0 +1,228 @@
+package drift
+
+import (
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+)
+
+// templateClaim is a PVC made from a StatefulSet's volumeClaimTemplate.
+type templateClaim struct {
+	pvc      *corev1.PersistentVolumeClaim
+	sts      *appsv1.StatefulSet
+	ref      Ref // the StatefulSet
+	template *corev1.PersistentVolumeClaim
+	ordinal  int
+}
+
+// templateClaims returns the PVCs named <template>-<statefulset>-<ordinal>
+// of the managed StatefulSets.
+func templateClaims(s Snapshot) []templateClaim {
+	var out []templateClaim
+	for _, w := range workloads(s) {
+		if w.sts == nil {
+			continue
+		}
+		for i := range w.sts.Spec.VolumeClaimTemplates {
+			tmpl := &w.sts.Spec.VolumeClaimTemplates[i]
+			prefix := tmpl.Name + "-" + w.sts.Name + "-"
+			for _, pvc := range s.PVCs {
+				rest, ok := strings.CutPrefix(pvc.Name, prefix)
+				if !ok || pvc.Namespace != w.sts.Namespace {
+					continue
+				}
+				ordinal, err := strconv.Atoi(rest)
+				if err != nil || ordinal < 0 || strconv.Itoa(ordinal) != rest {
+					continue
+				}
+				out = append(out, templateClaim{pvc: pvc, sts: w.sts, ref: w.ref, template: tmpl, ordinal: ordinal})
+			}
+		}
+	}
+	return out
+}
+
+// CheckPVCOrphaned: a template claim whose ordinal the StatefulSet no
+// longer runs, left behind by a scale-down.
+func CheckPVCOrphaned(s Snapshot, _ Options) []Finding {
+	pods := map[Ref]bool{}
+	for _, pod := range s.Pods {
+		pods[podRef(pod)] = true
+	}
+	var out []Finding
+	for _, c := range templateClaims(s) {
+		start, end := ordinals(c.sts)
+		if c.ordinal >= start && c.ordinal < end {
+			continue
+		}
+		if p := c.sts.Spec.PersistentVolumeClaimRetentionPolicy; p != nil && p.WhenScaled == appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+			continue // the controller deletes it
+		}
+		pod := Ref{Kind: "Pod", Namespace: c.sts.Namespace, Name: c.sts.Name + "-" + strconv.Itoa(c.ordinal)}
+		if pods[pod] {
+			continue // still scaling down
+		}
+		replicas := end - start
+		out = append(out, Finding{Code: PVCOrphaned, Object: claimRef(c.pvc),
+			Detail: detailf("PVC %s was left behind by a scale-down of StatefulSet %s to %d replicas; its volume %s still exists",
+				c.pvc.Name, c.sts.Name, replicas, orNone(c.pvc.Spec.VolumeName)),
+			Attrs: []slog.Attr{slog.Int("ordinal", c.ordinal), slog.Int("replicas", replicas),
+				slog.String("statefulSet", c.ref.String()), slog.String("volume", c.pvc.Spec.VolumeName)}})
+	}
+	return out
+}
+
+// CheckPVCSize: a template claim whose request differs from its template.
+func CheckPVCSize(s Snapshot, _ Options) []Finding {
+	var out []Finding
+	for _, c := range templateClaims(s) {
+		start, end := ordinals(c.sts)
+		if c.ordinal < start || c.ordinal >= end {
+			continue
+		}
+		want, wok := c.template.Spec.Resources.Requests[corev1.ResourceStorage]
+		got, gok := c.pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+		if !wok || !gok || want.Cmp(got) == 0 {
+			continue
+		}
+		out = append(out, Finding{Code: PVCSize, Object: claimRef(c.pvc),
+			Detail: detailf("PVC %s requests %s, the volumeClaimTemplate %s of StatefulSet %s says %s", c.pvc.Name, got.String(), c.template.Name, c.sts.Name, want.String()),
+			Attrs: []slog.Attr{slog.String("want", want.String()), slog.String("got", got.String()),
+				slog.String("statefulSet", c.ref.String())}})
+	}
+	return out
+}
+
+// CheckPVCPending: a managed claim not Bound past its grace period, except
+// a WaitForFirstConsumer claim no pod uses yet.
+func CheckPVCPending(s Snapshot, o Options) []Finding {
+	o = o.withDefaults()
+	var out []Finding
+	for _, pvc := range s.PVCs {
+		if pvc.Status.Phase != corev1.ClaimPending || pvc.DeletionTimestamp != nil {
+			continue
+		}
+		class := storageClassOf(s, pvc.Spec.StorageClassName)
+		if class != nil && class.VolumeBindingMode != nil && *class.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer && !hasConsumer(s, pvc) {
+			continue
+		}
+		out = append(out, Finding{Code: PVCPending, Object: claimRef(pvc), Grace: o.PVCPendingGrace, Since: pvc.CreationTimestamp.Time,
+			Detail: detailf("PVC %s is Pending: no volume bound (StorageClass %s)", pvc.Name, orNone(ptrString(pvc.Spec.StorageClassName))),
+			Attrs:  []slog.Attr{slog.String("storageClass", ptrString(pvc.Spec.StorageClassName))}})
+	}
+	return out
+}
+
+// hasConsumer reports whether a scheduled pod uses the claim.
+func hasConsumer(s Snapshot, pvc *corev1.PersistentVolumeClaim) bool {
+	for _, pod := range s.Pods {
+		if pod.Namespace != pvc.Namespace || pod.Spec.NodeName == "" {
+			continue
+		}
+		for _, v := range pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == pvc.Name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckPVCLost: a managed claim whose volume is gone.
+func CheckPVCLost(s Snapshot, _ Options) []Finding {
+	var out []Finding
+	for _, pvc := range s.PVCs {
+		if pvc.Status.Phase == corev1.ClaimLost {
+			out = append(out, Finding{Code: PVCLost, Object: claimRef(pvc),
+				Detail: detailf("PVC %s is Lost: its volume %s no longer exists", pvc.Name, orNone(pvc.Spec.VolumeName)),
+				Attrs:  []slog.Attr{slog.String("volume", pvc.Spec.VolumeName)}})
+		}
+	}
+	return out
+}
+
+// CheckPVReclaimPolicy: a Bound volume of a managed namespace whose
+// reclaim policy is not its StorageClass's (or Options.ReclaimPolicy).
+func CheckPVReclaimPolicy(s Snapshot, o Options) []Finding {
+	managed := ManagedNamespaces(s.Desired)
+	var out []Finding
+	for _, pv := range s.PVs {
+		if pv.Status.Phase != corev1.VolumeBound || pv.Spec.ClaimRef == nil || !slices.Contains(managed, pv.Spec.ClaimRef.Namespace) {
+			continue
+		}
+		want := o.ReclaimPolicy
+		if want == "" {
+			class := storageClassOf(s, &pv.Spec.StorageClassName)
+			if class == nil || pv.Spec.StorageClassName == "" {
+				continue
+			}
+			want = string(corev1.PersistentVolumeReclaimDelete)
+			if class.ReclaimPolicy != nil {
+				want = string(*class.ReclaimPolicy)
+			}
+		}
+		got := string(pv.Spec.PersistentVolumeReclaimPolicy)
+		if got == want {
+			continue
+		}
+		claim := pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name
+		out = append(out, Finding{Code: PVReclaimPolicy, Object: pvRef(pv),
+			Detail: detailf("PersistentVolume %s of claim %s has reclaim policy %s, its StorageClass %s says %s", pv.Name, claim, got, orNone(pv.Spec.StorageClassName), want),
+			Attrs: []slog.Attr{slog.String("want", want), slog.String("got", got), slog.String("reclaimPolicy", got),
+				slog.String("claim", claim), slog.String("storageClass", pv.Spec.StorageClassName)}})
+	}
+	return out
+}
+
+// CheckPVReleased: a volume whose claim in a managed namespace is gone but
+// which still exists (Retain): it keeps costing money until deleted.
+func CheckPVReleased(s Snapshot, _ Options) []Finding {
+	managed := ManagedNamespaces(s.Desired)
+	var out []Finding
+	for _, pv := range s.PVs {
+		released := pv.Status.Phase == corev1.VolumeReleased || (pv.Status.Phase == corev1.VolumeAvailable && pv.Spec.ClaimRef != nil)
+		if !released || pv.Spec.ClaimRef == nil || !slices.Contains(managed, pv.Spec.ClaimRef.Namespace) {
+			continue
+		}
+		claim := pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name
+		capacity := pv.Spec.Capacity[corev1.ResourceStorage]
+		out = append(out, Finding{Code: PVReleased, Object: pvRef(pv),
+			Detail: detailf("PersistentVolume %s (%s) is %s: its claim %s is gone, the volume still exists and costs money until it is deleted",
+				pv.Name, capacity.String(), pv.Status.Phase, claim),
+			Attrs: []slog.Attr{slog.String("reclaimPolicy", string(pv.Spec.PersistentVolumeReclaimPolicy)),
+				slog.String("claim", claim), slog.String("capacity", capacity.String())}})
+	}
+	return out
+}
+
+// storageClassOf finds a class by name; nil name means the default class.
+func storageClassOf(s Snapshot, name *string) *storagev1.StorageClass {
+	for _, sc := range s.StorageClasses {
+		if name != nil && sc.Name == *name {
+			return sc
+		}
+		if name == nil && sc.Annotations["storageclass.kubernetes.io/is-default-class"] == "true" {
+			return sc
+		}
+	}
+	return nil
+}
+
+func ptrString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
