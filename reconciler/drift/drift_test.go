@@ -62,7 +62,7 @@ func TestCheckObjectDrift(t *testing.T) {
 				container(m, "mysql")["image"] = "mysql:8.0"
 			},
 			managers: []string{`kubectl-edit={"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"mysql\"}":{"f:image":{}}}}}}}`},
-			want: map[string]map[string]string{"spec.template.spec.containers[name=mysql].image": {"want": "mysql:5.7.44", "got": "mysql:8.0", "manager": "kubectl-edit"}},
+			want:     map[string]map[string]string{"spec.template.spec.containers[name=mysql].image": {"want": "mysql:5.7.44", "got": "mysql:8.0", "manager": "kubectl-edit"}},
 		},
 		"an env var removed": {
 			edit: func(m map[string]any) { delete(container(m, "mysql"), "env") },
