@@ -23,6 +23,9 @@ type LoopOptions struct {
 	// MinBackoff is the first retry delay after a transient failure; it
 	// doubles, with jitter, up to Interval. Default 1s.
 	MinBackoff time.Duration
+	// Metrics, when set, records every sync under Name.
+	Metrics *Metrics
+	Name    string
 }
 
 // Loop runs syncs: at start, every Interval, on every trigger (a source
@@ -37,6 +40,25 @@ type Loop struct {
 	lastApplied string
 	lastResult  SyncResult
 	lastErr     error
+	lastTime    time.Time
+}
+
+// Status is what the loop last did, for /status and /readyz.
+type Status struct {
+	// LastApplied is the revision of the last successful sync.
+	LastApplied string
+	// Last is the last sync's result and error (nil when it succeeded);
+	// At is when it ended, zero before the first.
+	Last SyncResult
+	Err  error
+	At   time.Time
+}
+
+// Status returns what the loop last did.
+func (l *Loop) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Status{LastApplied: l.lastApplied, Last: l.lastResult, Err: l.lastErr, At: l.lastTime}
 }
 
 // NewLoop returns a Loop around a Syncer.
@@ -133,9 +155,14 @@ func transient(stage Stage) bool {
 }
 
 func (l *Loop) record(res SyncResult, err error) {
+	now := time.Now()
+	l.opts.Metrics.ObserveSync(l.opts.Name, res, err, now)
+	if res.Skipped {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lastResult, l.lastErr = res, err
+	l.lastResult, l.lastErr, l.lastTime = res, err, now
 	if err == nil {
 		l.lastApplied = res.Revision
 	}

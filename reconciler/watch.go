@@ -60,6 +60,9 @@ type WatcherOptions struct {
 	Events record.EventRecorder
 	// Debounce gathers a burst of watch events into one check. Default 50ms.
 	Debounce time.Duration
+	// Metrics, when set, counts the open findings under Name.
+	Metrics *Metrics
+	Name    string
 }
 
 // Watcher watches what a sync applied (selected by its ApplySet label), and
@@ -82,6 +85,7 @@ type Watcher struct {
 	gen       int  // bumped by every Applied
 	suspended bool // a sync is applying: live state is in flux
 	open      []drift.Finding
+	view      View
 
 	// Owned by Run's goroutine.
 	informers map[watchKey]*watched
@@ -162,6 +166,13 @@ func (w *Watcher) Open() []drift.Finding {
 	return slices.Clone(w.open)
 }
 
+// View returns the managed workloads and claims as last observed.
+func (w *Watcher) View() View {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.view
+}
+
 func (w *Watcher) poke() {
 	select {
 	case w.dirty <- struct{}{}:
@@ -215,12 +226,14 @@ func (w *Watcher) check(ctx context.Context) (time.Time, bool) {
 		return time.Now().Add(10 * time.Second), true
 	}
 	now := time.Now()
-	findings := drift.Check(w.snapshot(now, desired), w.opts.Drift)
-	findings = skipInFlight(findings, desired, w.live())
+	snap := w.snapshot(now, desired)
+	findings := skipInFlight(drift.Check(snap, w.opts.Drift), desired, snap.Live)
 	events := w.book.Observe(now, findings)
 	w.mu.Lock()
 	w.open = w.book.Open()
+	w.view = newView(snap)
 	w.mu.Unlock()
+	w.opts.Metrics.SetFindings(w.opts.Name, w.Open())
 	w.report(ctx, events)
 	return w.book.NextDue()
 }

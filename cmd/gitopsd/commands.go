@@ -41,6 +41,11 @@ type options struct {
 	enforceReclaimPolicy bool
 	driftRemind          time.Duration
 	events               bool
+	httpAddr             string
+	configFile           string
+
+	leaderElect                               bool
+	leaderElectionNamespace, leaderElectionID string
 
 	logFormat, logLevel string
 }

@@ -53,6 +53,11 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 	fs.BoolVar(&o.selfHeal, "self-heal", true, "re-apply git's state as soon as a managed object drifts or goes missing (false: only alert, and only new commits are applied)")
 	fs.BoolVar(&o.enforceReclaimPolicy, "enforce-reclaim-policy", false, "patch a managed PersistentVolume back to its StorageClass's reclaim policy")
 	fs.DurationVar(&o.driftRemind, "drift-remind", time.Hour, "how often an unresolved drift is logged again (0: never)")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "run as one of several replicas: only the holder of a Lease syncs, heals and alerts")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "gitopsd", "namespace of the leader-election Lease")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "gitopsd", "name of the leader-election Lease")
+	fs.StringVar(&o.configFile, "config", "", "a YAML file of one or more syncs (name, gitURL or dir, gitRef, gitSecretDir, path, interval, prune, selfHeal, wait, healthTimeout; the flags are the defaults), reloaded when it changes")
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address of /healthz, /readyz, /metrics, /status and the status page (empty: off)")
 	fs.BoolVar(&o.events, "events", true, "record drift as Kubernetes Events on the affected objects")
 	return cmd
 }
@@ -65,8 +70,12 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	// client-go's own messages (a watch that failed and retries) go to the
 	// same structured stream instead of klog's text lines.
 	klog.SetSlogLogger(logger)
-	src, err := newSource(o)
-	if err != nil {
+	specs := []*options{o}
+	if o.configFile != "" {
+		if specs, err = loadConfig(o.configFile, o); err != nil {
+			return err
+		}
+	} else if _, err := newSource(o); err != nil {
 		return err
 	}
 	c, err := newClients(o)
@@ -74,32 +83,39 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 		return err
 	}
 	if o.once {
-		return syncOnce(ctx, o, newSyncer(o, src, c), logger)
+		return syncAllOnce(ctx, specs, c, logger)
 	}
-	var loop *reconciler.Loop
-	wopts := reconciler.WatcherOptions{Logger: logger, Drift: o.drift.checks(), Remind: o.driftRemind,
-		SelfHeal: o.selfHeal, Heal: func() { loop.Trigger() }, EnforceReclaimPolicy: o.enforceReclaimPolicy}
+	reg, metrics := newRegistry()
+	m := &manager{c: c, metrics: metrics, logger: logger, running: map[string]*runningSync{}}
 	if o.events {
 		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cs.CoreV1().Events("")})
 		defer broadcaster.Shutdown()
-		wopts.Events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gitopsd"})
+		m.events = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gitopsd"})
 	}
-	watcher := reconciler.NewWatcher(c.cs, c.dyn, c.mapper, wopts)
-	syncer := newSyncer(o, src, c, withObserver(watcher))
-	var changed <-chan struct{}
 	g, ctx := errgroup.WithContext(ctx)
-	if src.watched != nil {
-		changed = src.watched.Changed()
-		g.Go(func() error { return src.watched.Run(ctx) })
+	state := &leading{}
+	if o.httpAddr != "" {
+		status := &statusServer{reg: reg, logger: logger, leading: state, syncs: m.views}
+		g.Go(func() error { return serveHTTP(ctx, o.httpAddr, status.handler(), logger) })
 	}
-	loop = reconciler.NewLoop(syncer, reconciler.LoopOptions{Interval: o.interval, Path: o.path, Logger: logger, Changed: changed})
-	g.Go(func() error { return watcher.Run(ctx) })
-	g.Go(func() error { return loop.Run(ctx) })
-	g.Go(func() error { return forwardSIGHUP(ctx, loop) })
-	logger.Info("gitopsd started", "source", src.String(), "path", o.path, "interval", o.interval.String(), "version", version())
+	// Only the leader syncs, heals and alerts; a standby serves its
+	// endpoints and waits.
+	g.Go(func() error {
+		return runLeader(ctx, o, c.cs, state, logger, func(ctx context.Context) error {
+			defer m.stopAll()
+			m.apply(ctx, specs)
+			if o.configFile != "" {
+				return watchConfig(ctx, o.configFile, o, logger, func(specs []*options) { m.apply(ctx, specs) })
+			}
+			<-ctx.Done()
+			return nil
+		})
+	})
+	g.Go(func() error { return forwardSIGHUP(ctx, m.triggerAll) })
+	logger.Info("gitopsd started", "syncs", len(specs), "config", o.configFile, "version", version())
 	err = g.Wait()
-	logger.Info("gitopsd stopped", "lastApplied", loop.LastApplied())
+	logger.Info("gitopsd stopped")
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -107,7 +123,7 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 }
 
 // forwardSIGHUP turns SIGHUP into an immediate sync, as operators expect.
-func forwardSIGHUP(ctx context.Context, loop *reconciler.Loop) error {
+func forwardSIGHUP(ctx context.Context, trigger func()) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -116,17 +132,25 @@ func forwardSIGHUP(ctx context.Context, loop *reconciler.Loop) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			loop.Trigger()
+			trigger()
 		}
 	}
 }
 
-func syncOnce(ctx context.Context, o *options, syncer *reconciler.Syncer, logger *slog.Logger) error {
-	res, err := syncer.Sync(ctx)
-	if err != nil {
-		reconciler.LogSync(ctx, logger, slog.LevelError, o.path, res, err)
-		return exitError(1)
+// syncAllOnce is --once: one sync of each, in order; the first failure
+// ends it with exit code 1.
+func syncAllOnce(ctx context.Context, specs []*options, c *clients, logger *slog.Logger) error {
+	for _, o := range specs {
+		src, err := newSource(o)
+		if err != nil {
+			return err
+		}
+		res, err := newSyncer(o, src, c).Sync(ctx)
+		if err != nil {
+			reconciler.LogSync(ctx, logger, slog.LevelError, o.path, res, err)
+			return exitError(1)
+		}
+		reconciler.LogSync(ctx, logger, slog.LevelInfo, o.path, res, nil)
 	}
-	reconciler.LogSync(ctx, logger, slog.LevelInfo, o.path, res, nil)
 	return nil
 }

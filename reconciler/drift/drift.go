@@ -276,3 +276,14 @@ func since(d time.Duration) string {
 }
 
 func detailf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// onset turns an API timestamp into the latest moment the condition can
+// have begun: the API keeps whole seconds, so the true moment lies within
+// the second after it. A grace period counted from there is never cut
+// short (at most a second late).
+func onset(t metav1.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Add(time.Second)
+}

@@ -213,8 +213,9 @@ func TestPodChecks(t *testing.T) {
 		s := snapshotOf([]*unstructured.Unstructured{sts}, liveOf(t, sts, nil))
 		s.Pods = []*corev1.Pod{pod("mysql-0"), pod("mysql-1", notReadySince(20*time.Second))}
 		f := CheckPodNotReady(s, Options{PodNotReadyGrace: 45 * time.Second})
-		if len(f) != 1 || f[0].Grace != 45*time.Second || !f[0].Since.Equal(now.Add(-20*time.Second)) {
-			t.Errorf("finding %+v: want grace 45s and since 20s ago", f)
+		// API timestamps keep whole seconds: the onset is the end of that second.
+		if len(f) != 1 || f[0].Grace != 45*time.Second || !f[0].Since.Equal(now.Add(-19*time.Second)) {
+			t.Errorf("finding %+v: want grace 45s and since 19s ago", f)
 		}
 		s.Pods = []*corev1.Pod{pod("mysql-0")}
 		f = CheckPodMissing(s, Options{})

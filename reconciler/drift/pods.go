@@ -21,7 +21,7 @@ func CheckPodNotReady(s Snapshot, o Options) []Finding {
 				continue
 			}
 			out = append(out, Finding{Code: PodNotReady, Object: podRef(pod), Grace: o.PodNotReadyGrace,
-				Since:  cond.LastTransitionTime.Time,
+				Since:  onset(cond.LastTransitionTime),
 				Detail: detailf("pod %s of %s is Running but not Ready (%d/%d containers ready)", pod.Name, w.ref, readyContainers(pod), len(pod.Spec.Containers)),
 				Attrs:  []slog.Attr{slog.String("workload", w.ref.String()), slog.String("node", pod.Spec.NodeName)}})
 		}
@@ -69,7 +69,7 @@ func CheckPodMissing(s Snapshot, o Options) []Finding {
 				if reason == "" {
 					reason = string(corev1.PodPending)
 				}
-				f.Since = pod.CreationTimestamp.Time
+				f.Since = onset(pod.CreationTimestamp)
 			}
 			f.Detail = detailf("%s has no running pod %s (%s)", w.ref, name, reason)
 			if reason == string(corev1.PodPending) {

@@ -111,7 +111,7 @@ func CheckPVCPending(s Snapshot, o Options) []Finding {
 		if class != nil && class.VolumeBindingMode != nil && *class.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer && !hasConsumer(s, pvc) {
 			continue
 		}
-		out = append(out, Finding{Code: PVCPending, Object: claimRef(pvc), Grace: o.PVCPendingGrace, Since: pvc.CreationTimestamp.Time,
+		out = append(out, Finding{Code: PVCPending, Object: claimRef(pvc), Grace: o.PVCPendingGrace, Since: onset(pvc.CreationTimestamp),
 			Detail: detailf("PVC %s is Pending: no volume bound (StorageClass %s)", pvc.Name, orNone(ptrString(pvc.Spec.StorageClassName))),
 			Attrs:  []slog.Attr{slog.String("storageClass", ptrString(pvc.Spec.StorageClassName))}})
 	}

@@ -2,9 +2,6 @@ package git
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,36 +12,13 @@ import (
 
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/gitopsd/gitopsd/test/gitserver"
 )
 
-// newSSHKey returns an ed25519 private key in OpenSSH PEM form (encrypted
-// when passphrase is set) and its public key.
-func newSSHKey(t *testing.T, passphrase string) ([]byte, ssh.PublicKey) {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var block *pem.Block
-	if passphrase == "" {
-		block, err = ssh.MarshalPrivateKey(priv, "test")
-	} else {
-		block, err = ssh.MarshalPrivateKeyWithPassphrase(priv, "test", []byte(passphrase))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(block), sshPub
-}
-
 func TestAuthFromFiles(t *testing.T) {
-	key, hostKey := newSSHKey(t, "")
+	key, hostKey := gitserver.NewSSHKey(t, "")
 	knownHosts := knownhosts.Line([]string{"github.com"}, hostKey) + "\n"
 	tests := map[string]struct {
 		files map[string]string
@@ -104,7 +78,7 @@ func TestAuthFromFilesErrorsNameTheFile(t *testing.T) {
 }
 
 func TestAuthRedacts(t *testing.T) {
-	key, _ := newSSHKey(t, "")
+	key, _ := gitserver.NewSSHKey(t, "")
 	a := Auth{Username: "alice", Password: "pa55word", SSHPrivateKey: key, SSHKeyPassphrase: "phr4se", KnownHosts: []byte("h")}
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("auth", "auth", a)
@@ -128,8 +102,8 @@ func TestAuthRedacts(t *testing.T) {
 }
 
 func TestTransportAuth(t *testing.T) {
-	key, hostKey := newSSHKey(t, "")
-	encKey, _ := newSSHKey(t, "s3cret-phrase")
+	key, hostKey := gitserver.NewSSHKey(t, "")
+	encKey, _ := gitserver.NewSSHKey(t, "s3cret-phrase")
 	known := []byte(knownhosts.Line([]string{"example.com"}, hostKey) + "\n")
 	sshURL := "git@example.com:org/repo.git"
 	tests := map[string]struct {
@@ -207,7 +181,7 @@ func TestTransportAuth(t *testing.T) {
 }
 
 func TestNewRefusesSSHWithoutKnownHosts(t *testing.T) {
-	key, _ := newSSHKey(t, "")
+	key, _ := gitserver.NewSSHKey(t, "")
 	_, err := New(Options{URL: "ssh://git@127.0.0.1:1/repo.git", Auth: Auth{SSHPrivateKey: key}})
 	if !errors.Is(err, errKnownHostsRequired) {
 		t.Fatalf("New error = %v, want %v", err, errKnownHostsRequired)

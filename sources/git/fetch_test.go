@@ -18,25 +18,27 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gitopsd/gitopsd/test/gitserver"
 )
 
 // fixture is an upstream repository served over HTTP and a Source on it.
 type fixture struct {
 	up  *testRepo
-	srv *gitServer
+	srv *gitserver.HTTP
 	src *Source
 }
 
 // newFixture serves a repository "repo.git" on branch main with one commit
 // and returns a Source for it built from opts (URL and CacheDir filled in).
-func newFixture(t *testing.T, opts Options, serverEnv ...string) *fixture {
+func newFixture(t *testing.T, opts Options, gitConfig ...string) *fixture {
 	t.Helper()
 	root := t.TempDir()
 	f := &fixture{up: newTestRepo(t, root, "repo.git", "main")}
-	f.srv = newGitServer(t, root, serverEnv...)
+	f.srv = gitserver.NewHTTP(t, root, gitConfig...)
 	f.up.commitFile("app.yaml", "v: 1\n")
 	if opts.URL == "" {
-		opts.URL = f.srv.repoURL("repo.git")
+		opts.URL = f.srv.RepoURL("repo.git")
 	}
 	if opts.CacheDir == "" {
 		opts.CacheDir = t.TempDir()
@@ -103,14 +105,14 @@ func TestFetchClonesIntoSnapshot(t *testing.T) {
 func TestFetchUnchangedOnlyListsRefs(t *testing.T) {
 	f := newFixture(t, Options{})
 	first := f.fetch(t)
-	f.srv.counts()
+	f.srv.Counts()
 
 	second := f.fetch(t)
 
 	if diff := cmp.Diff(first, second); diff != "" {
 		t.Errorf("second snapshot (-want +got):\n%s", diff)
 	}
-	lsRemote, fetches := f.srv.counts()
+	lsRemote, fetches := f.srv.Counts()
 	if lsRemote != 1 || fetches != 0 {
 		t.Errorf("second Fetch made %d ls-remote and %d fetch requests, want 1 and 0", lsRemote, fetches)
 	}
@@ -156,8 +158,8 @@ func TestFetchDefaultBranchFromRemoteHEAD(t *testing.T) {
 	root := t.TempDir()
 	up := newTestRepo(t, root, "trunk.git", "trunk")
 	h := up.commitFile("app.yaml", "trunk\n")
-	srv := newGitServer(t, root)
-	src, err := New(Options{URL: srv.repoURL("trunk.git"), CacheDir: t.TempDir()})
+	srv := gitserver.NewHTTP(t, root)
+	src, err := New(Options{URL: srv.RepoURL("trunk.git"), CacheDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,14 +215,14 @@ func TestFetchTags(t *testing.T) {
 
 func TestFetchCommit(t *testing.T) {
 	tests := map[string]struct {
-		serverEnv []string
+		gitConfig []string
 		warm      bool  // a shallow clone of main is in the cache already
 		wantConns int64 // ref advertisements: one per fetch attempt
 	}{
 		"server refuses a bare SHA: full fetch fallback": {wantConns: 2},
 		"fallback deepens a shallow cache":               {warm: true, wantConns: 2},
-		"server allows a reachable SHA":                  {serverEnv: allowAnySHA, wantConns: 1},
-		"reachable SHA into a shallow cache":             {serverEnv: allowAnySHA, warm: true, wantConns: 1},
+		"server allows a reachable SHA":                  {gitConfig: allowAnySHA, wantConns: 1},
+		"reachable SHA into a shallow cache":             {gitConfig: allowAnySHA, warm: true, wantConns: 1},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -228,10 +230,10 @@ func TestFetchCommit(t *testing.T) {
 			up := newTestRepo(t, root, "repo.git", "main")
 			old := up.commitFile("app.yaml", "v: old\n")
 			up.commitFile("app.yaml", "v: new\n")
-			srv := newGitServer(t, root, tc.serverEnv...)
+			srv := gitserver.NewHTTP(t, root, tc.gitConfig...)
 			cache := t.TempDir()
 			if tc.warm {
-				main, err := New(Options{URL: srv.repoURL("repo.git"), CacheDir: cache})
+				main, err := New(Options{URL: srv.RepoURL("repo.git"), CacheDir: cache})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -239,17 +241,17 @@ func TestFetchCommit(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			src, err := New(Options{URL: srv.repoURL("repo.git"), Ref: old.String(), CacheDir: cache})
+			src, err := New(Options{URL: srv.RepoURL("repo.git"), Ref: old.String(), CacheDir: cache})
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			srv.counts()
+			srv.Counts()
 			got, err := src.Fetch(t.Context())
 			if err != nil {
 				t.Fatalf("Fetch: %v", err)
 			}
-			if conns, _ := srv.counts(); conns != tc.wantConns {
+			if conns, _ := srv.Counts(); conns != tc.wantConns {
 				t.Errorf("Fetch made %d fetch attempts, want %d", conns, tc.wantConns)
 			}
 			want := Snapshot{Dir: src.snapshotDir(old), Revision: "sha1:" + old.String()}
@@ -260,11 +262,11 @@ func TestFetchCommit(t *testing.T) {
 				t.Errorf("snapshot files (-want +got):\n%s", diff)
 			}
 
-			srv.counts()
+			srv.Counts()
 			if _, err := src.Fetch(t.Context()); err != nil {
 				t.Fatalf("second Fetch: %v", err)
 			}
-			if ls, fetches := srv.counts(); ls != 0 || fetches != 0 {
+			if ls, fetches := srv.Counts(); ls != 0 || fetches != 0 {
 				t.Errorf("second Fetch of a commit made %d ls-remote and %d fetch requests, want none", ls, fetches)
 			}
 		})
@@ -289,7 +291,7 @@ func TestFetchUnknownRef(t *testing.T) {
 			if !errors.Is(err, errRefNotFound) {
 				t.Fatalf("Fetch error = %v, want one wrapping %v", err, errRefNotFound)
 			}
-			for _, want := range []string{f.srv.repoURL("repo.git"), tc.want} {
+			for _, want := range []string{f.srv.RepoURL("repo.git"), tc.want} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not mention %q", err, want)
 				}
@@ -308,7 +310,7 @@ func TestFetchServerDownKeepsSnapshot(t *testing.T) {
 	if err == nil {
 		t.Fatal("Fetch from a stopped server succeeded")
 	}
-	if !strings.Contains(err.Error(), f.srv.repoURL("repo.git")) || !strings.Contains(err.Error(), "ls-remote") {
+	if !strings.Contains(err.Error(), f.srv.RepoURL("repo.git")) || !strings.Contains(err.Error(), "ls-remote") {
 		t.Errorf("error %q does not name the URL and stage", err)
 	}
 	if diff := cmp.Diff(map[string]string{"app.yaml": "file v: 1\n"}, readTree(t, first.Dir)); diff != "" {
@@ -591,7 +593,7 @@ func TestFetchDepth(t *testing.T) {
 					f.up.commitFile("n", "next")
 				}
 				var err error
-				src, err = New(Options{URL: f.srv.repoURL("repo.git"), CacheDir: f.src.cacheDir, Depth: depth})
+				src, err = New(Options{URL: f.srv.RepoURL("repo.git"), CacheDir: f.src.cacheDir, Depth: depth})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -610,10 +612,10 @@ func TestCacheHoldsNoCredentials(t *testing.T) {
 	root := t.TempDir()
 	up := newTestRepo(t, root, "repo.git", "main")
 	up.commitFile("app.yaml", "v: 1\n")
-	srv := newGitServer(t, root) // ignores credentials: the fetch succeeds
+	srv := gitserver.NewHTTP(t, root) // ignores credentials: the fetch succeeds
 	const secret = "t0ken-in-url"
 	src, err := New(Options{
-		URL:      "http://alice:" + secret + "@" + strings.TrimPrefix(srv.repoURL("repo.git"), "http://"),
+		URL:      "http://alice:" + secret + "@" + strings.TrimPrefix(srv.RepoURL("repo.git"), "http://"),
 		CacheDir: t.TempDir(),
 	})
 	if err != nil {

@@ -33,7 +33,7 @@ func TestLockCacheWaitsAndHonoursContext(t *testing.T) {
 
 func TestFetchSharedCacheConcurrently(t *testing.T) {
 	f := newFixture(t, Options{})
-	other, err := New(Options{URL: f.srv.repoURL("repo.git"), CacheDir: f.src.cacheDir})
+	other, err := New(Options{URL: f.srv.RepoURL("repo.git"), CacheDir: f.src.cacheDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,9 @@
 package git
 
 import (
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +13,7 @@ import (
 )
 
 // Fixtures for the end-to-end tests: repositories made with go-git in a
-// temp dir, served by the real git http-backend over net/http/cgi (go-git's
-// own server cannot serve shallow fetches).
+// temp dir, served by test/gitserver.
 
 // testRepo is an upstream repository with a worktree, edited by tests.
 type testRepo struct {
@@ -139,69 +133,18 @@ func (r *testRepo) tag(name string, h plumbing.Hash, annotated bool) {
 	}
 }
 
-// gitServer serves every repository under root with git http-backend and
-// counts requests, so tests can tell an ls-remote from a fetch.
-type gitServer struct {
-	*httptest.Server
-	root     string
-	lsRemote atomic.Int64 // GET .../info/refs
-	fetches  atomic.Int64 // POST .../git-upload-pack
-}
-
-// requireGit skips tests that need the git binary (http-backend and, for
-// local paths, go-git's file transport run it).
-func requireGit(t *testing.T) string {
+// requireGit fails tests that need the git binary: go-git's file transport
+// runs it for local paths.
+func requireGit(t *testing.T) {
 	t.Helper()
-	p, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal("git binary not found; needed for git http-backend and file transport")
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Fatal("git binary not found; needed for the file transport")
 	}
-	return p
 }
 
-// newGitServer serves root; extraEnv adds git config, e.g. to allow
-// fetching any reachable commit.
-func newGitServer(t *testing.T, root string, extraEnv ...string) *gitServer {
-	t.Helper()
-	gitBin := requireGit(t)
-	s := &gitServer{root: root}
-	backend := &cgi.Handler{
-		Path: gitBin,
-		Args: []string{"http-backend"},
-		Env: append([]string{
-			"GIT_PROJECT_ROOT=" + root,
-			"GIT_HTTP_EXPORT_ALL=1",
-			"HOME=" + t.TempDir(),
-			"GIT_CONFIG_NOSYSTEM=1",
-		}, extraEnv...),
-	}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/info/refs"):
-			s.lsRemote.Add(1)
-		case strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
-			s.fetches.Add(1)
-		}
-		backend.ServeHTTP(w, r)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-// counts returns and resets the request counters.
-func (s *gitServer) counts() (lsRemote, fetches int64) {
-	return s.lsRemote.Swap(0), s.fetches.Swap(0)
-}
-
-func (s *gitServer) repoURL(name string) string { return s.URL + "/" + name }
-
-// allowAnySHA is git config for newGitServer that lets clients fetch a
+// allowAnySHA is git config for gitserver.NewHTTP that lets clients fetch a
 // commit by hash.
-var allowAnySHA = []string{
-	"GIT_CONFIG_COUNT=1",
-	"GIT_CONFIG_KEY_0=uploadpack.allowReachableSHA1InWant",
-	"GIT_CONFIG_VALUE_0=true",
-}
+var allowAnySHA = []string{"uploadpack.allowReachableSHA1InWant=true"}
 
 // readTree describes every entry under dir, for comparing with cmp.Diff:
 // "file 0644 <content>", "exec 0755 <content>", "link -> <target>", "dir".

@@ -5,15 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,36 +17,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitopsd/gitopsd/reconciler"
+	"github.com/gitopsd/gitopsd/test/gitserver"
 	"github.com/gitopsd/gitopsd/test/manifests"
 )
 
-// gitServer serves bare repositories under root over HTTP with the real
-// `git http-backend`; down makes it answer 503, as a git host in an outage.
-type gitServer struct {
-	*httptest.Server
-	root string
-	down atomic.Bool
-}
+// gitServer is the HTTP git server the daemons fetch from.
+type gitServer = gitserver.HTTP
 
-func newGitServer(t *testing.T) *gitServer {
-	t.Helper()
-	gitBin, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatalf("the git binary is required: %v", err)
-	}
-	s := &gitServer{root: t.TempDir()}
-	backend := &cgi.Handler{Path: gitBin, Args: []string{"http-backend"},
-		Env: []string{"GIT_PROJECT_ROOT=" + s.root, "GIT_HTTP_EXPORT_ALL=1"}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.down.Load() {
-			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
-			return
-		}
-		backend.ServeHTTP(w, r)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
+// newGitServer serves a new, empty directory of repositories over HTTP.
+func newGitServer(t *testing.T) *gitServer { return gitserver.NewHTTP(t, t.TempDir()) }
 
 // workRepo is a clone the test commits to and pushes from.
 type workRepo struct {
@@ -62,9 +37,15 @@ type workRepo struct {
 // overlays/, moved into namespace ns, and returns a work clone of it.
 func seedRepo(t *testing.T, srv *gitServer, ns string) *workRepo {
 	t.Helper()
-	bare := filepath.Join(srv.root, "stack.git")
+	return seedRepoAt(t, filepath.Join(srv.Root, "stack.git"), ns)
+}
+
+// seedRepoAt is seedRepo for the bare repository at path bare, whichever
+// server serves it.
+func seedRepoAt(t *testing.T, bare, ns string) *workRepo {
+	t.Helper()
 	w := &workRepo{t: t, dir: t.TempDir()}
-	w.git(srv.root, "init", "--quiet", "--bare", "--initial-branch=main", bare)
+	w.git(filepath.Dir(bare), "init", "--quiet", "--bare", "--initial-branch=main", bare)
 	w.git(w.dir, "init", "--quiet", "--initial-branch=main")
 	w.git(w.dir, "remote", "add", "origin", bare)
 	root, err := manifests.RepoRoot()
@@ -116,6 +97,7 @@ func (r logRecord) str(key string) string { s, _ := r[key].(string); return s }
 
 // daemon is a running `gitopsd run` whose JSON log is collected.
 type daemon struct {
+	cmd     *exec.Cmd
 	mu      sync.Mutex
 	records []logRecord
 	next    int // records before next are consumed
@@ -141,7 +123,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	bin := buildGitopsd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, append([]string{"run", "--kubeconfig", env.cluster.Kubeconfig(),
-		"--log-format", "json", "--log-level", "debug", "--cache-dir", t.TempDir()}, args...)...)
+		"--log-format", "json", "--log-level", "debug", "--cache-dir", t.TempDir(), "--http-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	stderr, err := cmd.StderrPipe()
@@ -151,7 +133,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{}
+	d := &daemon{cmd: cmd}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -356,7 +338,7 @@ func TestDaemon(t *testing.T) {
 
 	t.Run("git server down: fetch fails, the cluster stays, sync resumes", func(t *testing.T) {
 		last := repo.git(repo.dir, "rev-parse", "HEAD")
-		srv.down.Store(true)
+		srv.Down(true)
 		d.waitFor(t, 20*time.Second, "sync failed at fetch", syncFailed(reconciler.StageFetch, ""))
 		sts, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, "mysql", metav1.GetOptions{})
 		if err != nil {
@@ -365,7 +347,7 @@ func TestDaemon(t *testing.T) {
 		if got := sts.Annotations[reconciler.RevisionAnnotation]; !strings.HasSuffix(got, last) {
 			t.Errorf("StatefulSet at %q while the server is down, want %s", got, last)
 		}
-		srv.down.Store(false)
+		srv.Down(false)
 		d.waitFor(t, 30*time.Second, "sync complete once the server is back", syncComplete(last))
 	})
 }

@@ -114,6 +114,7 @@ func TestDrift(t *testing.T) {
 
 	d.waitFor(t, 90*time.Second, "first sync complete", syncComplete(first))
 	waitStatefulSetReady(t, ns, 2)
+	t.Run("endpoints", func(t *testing.T) { checkEndpoints(t, d, first) })
 	pod := func(name string) string { return "Pod/" + ns + "/" + name }
 
 	t.Run("a steady cluster raises no alert", func(t *testing.T) {
@@ -187,6 +188,16 @@ func TestDrift(t *testing.T) {
 		}
 		if code, findings := gitopsdDrift(t, bin, source...); code != 1 || !hasFinding(findings, "pvc-orphaned", pvc) {
 			t.Errorf("gitopsd drift with an orphaned claim: exit %d, %v", code, findings)
+		}
+		base := d.baseURL(t)
+		if n, _ := metricValue(scrape(t, base), "gitopsd_drift_findings", map[string]string{"drift": "pvc-orphaned"}); n != 1 {
+			t.Errorf("gitopsd_drift_findings{drift=pvc-orphaned} = %v, want 1", n)
+		}
+		if f := getStatus(t, base).Syncs[0].Findings; len(f) != 1 || f[0].Drift != "pvc-orphaned" || f[0].Object != pvc {
+			t.Errorf("/status findings %+v, want the orphaned claim", f)
+		}
+		if _, page := httpGet(t, base+"/"); !strings.Contains(string(page), `data-drift="pvc-orphaned"`) {
+			t.Errorf("status page does not show the pvc-orphaned alert")
 		}
 
 		pv1 := "PersistentVolume/" + volumeOf(t, ns, "data-mysql-1")

@@ -52,7 +52,7 @@ func (b *bench) driftBench(ctx context.Context, w io.Writer, root string) error 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, b.gitopsd, "run", "--dir", dir, "--path", ".", "--kubeconfig", b.kubeconfig,
-		"--name", "bench-drift", "--interval", "1m", "--log-format", "json", "--log-level", "info")
+		"--name", "bench-drift", "--interval", "1m", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--log-level", "info")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

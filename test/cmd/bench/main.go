@@ -111,7 +111,7 @@ func (b *bench) compare(ctx context.Context, w io.Writer, name string, makeCase 
 		return err
 	}
 	gitopsdArgs := []string{"run", "--dir", gDir, "--path", ".", "--kubeconfig", b.kubeconfig,
-		"--name", fmt.Sprintf("bench-%d", b.seq), "--log-level", "warn", "--wait=false"} // kubectl apply does not wait either
+		"--name", fmt.Sprintf("bench-%d", b.seq), "--log-level", "warn", "--wait=false", "--http-addr", "127.0.0.1:0"} // kubectl apply does not wait either
 	kubectlArgs := []string{"--kubeconfig", b.kubeconfig, "apply", "--server-side", "--field-manager", "bench", "-f", rendered}
 	row := func(phase string, g, k measurement) {
 		fmt.Fprintf(w, "%-40s %12s %12s %7.2fx %11d KiB %11d KiB\n", name+", "+phase,

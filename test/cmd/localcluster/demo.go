@@ -50,8 +50,12 @@ Try it, in another terminal:
   kubectl -n mysql get pods,pvc          # mysql-2 and data-mysql-2 appear
 
 Scale back to 2 the same way: mysql-2 goes, data-mysql-2 stays (gitopsd never
-deletes claims). Break a commit (say, "replicas: [") and the log says
-"sync failed" with stage=build, and nothing in the cluster changes.
+deletes claims) and the log says "drift detected" drift=pvc-orphaned. Break a
+commit (say, "replicas: [") and the log says "sync failed" with stage=build,
+and nothing in the cluster changes. "kubectl scale sts mysql --replicas=4" is
+object-drift, undone at once (self-heal).
+
+Status page: http://localhost:8080/ (also /status, /metrics).
 
 `, "file://"+bare, c.Kubeconfig(), kubectl, work)
 	cmd := exec.CommandContext(ctx, bin, "run", "--git-url", "file://"+bare, "--git-ref", "main",

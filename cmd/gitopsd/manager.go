@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/gitopsd/gitopsd/reconciler"
+)
+
+// manager runs the syncs of the daemon (one per --config entry, or the one
+// the flags describe) and replaces them when the config changes.
+type manager struct {
+	c       *clients
+	metrics *reconciler.Metrics
+	logger  *slog.Logger
+	events  record.EventRecorder
+
+	mu      sync.Mutex
+	running map[string]*runningSync // by options.name, or "" for flags alone
+}
+
+type runningSync struct {
+	opts   *options
+	view   syncView
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// apply makes the running syncs those of specs: unchanged ones keep
+// running, changed ones restart, removed ones stop.
+func (m *manager) apply(ctx context.Context, specs []*options) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want := map[string]*options{}
+	for _, o := range specs {
+		want[o.name] = o
+	}
+	for key, r := range m.running {
+		if o, ok := want[key]; !ok || !reflect.DeepEqual(o, r.opts) {
+			r.cancel()
+			<-r.done
+			delete(m.running, key)
+			m.logger.Info("sync stopped", "sync", r.view.name)
+		}
+	}
+	for _, o := range specs {
+		if m.running[o.name] != nil {
+			continue
+		}
+		r, err := m.start(ctx, o)
+		if err != nil {
+			m.logger.Error("sync not started", "sync", o.name, "error", err.Error())
+			continue
+		}
+		m.running[o.name] = r
+		m.logger.Info("sync started", "sync", r.view.name, "source", r.view.source, "path", o.path, "interval", o.interval.String())
+	}
+}
+
+func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
+	src, err := newSource(o)
+	if err != nil {
+		return nil, err
+	}
+	name := inventoryName(o, src)
+	logger := m.logger.With("sync", name)
+	var loop *reconciler.Loop
+	watcher := reconciler.NewWatcher(m.c.cs, m.c.dyn, m.c.mapper, reconciler.WatcherOptions{
+		Logger: logger, Drift: o.drift.checks(), Remind: o.driftRemind, SelfHeal: o.selfHeal,
+		Heal: func() { loop.Trigger() }, EnforceReclaimPolicy: o.enforceReclaimPolicy,
+		Events: m.events, Metrics: m.metrics, Name: name})
+	var changed <-chan struct{}
+	if src.watched != nil {
+		changed = src.watched.Changed()
+	}
+	loop = reconciler.NewLoop(newSyncer(o, src, m.c, withObserver(watcher)), reconciler.LoopOptions{
+		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name})
+	ctx, cancel := context.WithCancel(ctx)
+	r := &runningSync{opts: o, cancel: cancel, done: make(chan struct{}),
+		view: syncView{name: name, source: src.String(), path: o.path, loop: loop, watcher: watcher}}
+	go func() {
+		defer close(r.done)
+		g, ctx := errgroup.WithContext(ctx)
+		if src.watched != nil {
+			g.Go(func() error { return src.watched.Run(ctx) })
+		}
+		g.Go(func() error { return watcher.Run(ctx) })
+		g.Go(func() error { return loop.Run(ctx) })
+		if err := g.Wait(); err != nil && ctx.Err() == nil {
+			m.logger.Error("sync ended", "sync", name, "error", err.Error())
+		}
+	}()
+	return r, nil
+}
+
+// views lists the running syncs, in name order.
+func (m *manager) views() []syncView {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []syncView
+	for _, key := range slices.Sorted(maps.Keys(m.running)) {
+		out = append(out, m.running[key].view)
+	}
+	return out
+}
+
+// triggerAll asks every sync for a sync now (SIGHUP).
+func (m *manager) triggerAll() {
+	for _, v := range m.views() {
+		v.loop.Trigger()
+	}
+}
+
+// stopAll stops every sync and waits for them.
+func (m *manager) stopAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key, r := range m.running {
+		r.cancel()
+		<-r.done
+		delete(m.running, key)
+	}
+}

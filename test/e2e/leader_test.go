@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TestLeaderElection runs two daemons with --leader-elect on one source:
+// exactly one syncs; after `kill -9` of the leader the other takes the
+// Lease and applies the next commit within 30 s.
+func TestLeaderElection(t *testing.T) {
+	const ns = "leader-e2e"
+	srv := newGitServer(t)
+	repo := seedRepo(t, srv, ns)
+	ctx := t.Context()
+	if _, err := env.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitopsd"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	args := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/dev", "--interval", "2s",
+		"--leader-elect", "--leader-election-namespace", "gitopsd", "--leader-election-id", "leader-e2e", "--name", "leader-e2e"}
+	a := startDaemon(t, args...)
+	b := startDaemon(t, args...)
+
+	first := repo.git(repo.dir, "rev-parse", "HEAD")
+	var leader, standby *daemon
+	eventually(t, 90*time.Second, "one daemon completes the first sync", func(context.Context) error {
+		switch {
+		case a.has(syncComplete(first)):
+			leader, standby = a, b
+		case b.has(syncComplete(first)):
+			leader, standby = b, a
+		default:
+			return fmt.Errorf("no sync yet")
+		}
+		return nil
+	})
+	waitStatefulSetReady(t, ns, 2)
+	// Three intervals: the standby never syncs.
+	standby.never(t, 6*time.Second, "a sync by the standby", func(r logRecord) bool {
+		return strings.HasPrefix(r.str("msg"), "sync ")
+	})
+	if standby.has(func(r logRecord) bool { return strings.HasPrefix(r.str("msg"), "sync ") }) {
+		t.Fatal("the standby synced")
+	}
+	base := standby.baseURL(t)
+	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK || !strings.Contains(string(body), "standby") {
+		t.Errorf("standby /readyz: %d %s", code, body)
+	}
+
+	if err := leader.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	editFile(t, repo.path("overlays/dev/kustomization.yaml"), func(s string) string { return strings.Replace(s, "count: 2", "count: 3", 1) })
+	sha := repo.commit("scale to 3 after the leader died")
+	standby.waitFor(t, 30*time.Second, "the standby applies the next commit", syncComplete(sha))
+	t.Logf("the standby applied the next commit %s after the leader was killed", time.Since(killed).Round(100*time.Millisecond))
+	if !standby.has(func(r logRecord) bool { return r.str("msg") == "leader elected" }) {
+		t.Error("no `leader elected` record from the new leader")
+	}
+}
+
+// has reports whether any record so far matches.
+func (d *daemon) has(match func(logRecord) bool) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.records {
+		if match(r) {
+			return true
+		}
+	}
+	return false
+}
