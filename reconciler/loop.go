@@ -26,6 +26,8 @@ type LoopOptions struct {
 	// Metrics, when set, records every sync under Name.
 	Metrics *Metrics
 	Name    string
+	// OnSync, when set, is called after every sync that ran (not skipped).
+	OnSync func(SyncResult, error)
 }
 
 // Loop runs syncs: at start, every Interval, on every trigger (a source
@@ -81,6 +83,17 @@ func (l *Loop) Trigger() {
 	select {
 	case l.trigger <- struct{}{}:
 	default:
+	}
+}
+
+// Triggered reports whether a trigger is pending, and takes it: Run will
+// not see it. For tests of what triggers a loop.
+func (l *Loop) Triggered() bool {
+	select {
+	case <-l.trigger:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -159,6 +172,9 @@ func (l *Loop) record(res SyncResult, err error) {
 	l.opts.Metrics.ObserveSync(l.opts.Name, res, err, now)
 	if res.Skipped {
 		return
+	}
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(res, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -342,10 +342,10 @@ func (w *Watcher) watch(ctx context.Context, desired []*unstructured.Unstructure
 
 func (w *Watcher) newInformer(key watchKey, selector string) cache.SharedIndexInformer {
 	if key.managed {
-		// Managed objects keep their managedFields: object-drift names the
-		// manager that changed a field.
-		return dynamicinformer.NewFilteredDynamicInformer(w.dyn, key.resource, key.namespace, 0, cache.Indexers{},
+		inf := dynamicinformer.NewFilteredDynamicInformer(w.dyn, key.resource, key.namespace, 0, cache.Indexers{},
 			func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
+		_ = inf.SetTransform(trimManaged)
+		return inf
 	}
 	var inf cache.SharedIndexInformer
 	switch key.resource {
@@ -360,6 +360,36 @@ func (w *Watcher) newInformer(key watchKey, selector string) cache.SharedIndexIn
 	}
 	_ = inf.SetTransform(stripManagedFields)
 	return inf
+}
+
+// trimManaged drops from cached managed objects what no check reads, so a
+// large inventory costs little memory: the last-applied annotation, the
+// managedFields of status writers, and the status of all but workloads
+// (pod checks and the status page read a StatefulSet's). The managedFields
+// of other writers stay: object-drift names the manager that changed a field.
+func trimManaged(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	if u.GroupVersionKind().Group != "apps" {
+		delete(u.Object, "status")
+	}
+	if a := u.GetAnnotations(); a["kubectl.kubernetes.io/last-applied-configuration"] != "" {
+		delete(a, "kubectl.kubernetes.io/last-applied-configuration")
+		u.SetAnnotations(a)
+	}
+	fields := u.GetManagedFields()
+	kept := fields[:0]
+	for _, f := range fields {
+		if f.Subresource != "status" {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) != len(fields) {
+		u.SetManagedFields(kept)
+	}
+	return u, nil
 }
 
 // stripManagedFields drops what the checks never read from cached Pods,

@@ -43,6 +43,7 @@ type options struct {
 	events               bool
 	httpAddr             string
 	configFile           string
+	webhookSecretFile    string
 
 	leaderElect                               bool
 	leaderElectionNamespace, leaderElectionID string

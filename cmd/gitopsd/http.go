@@ -30,6 +30,7 @@ func newRegistry() (*prometheus.Registry, *reconciler.Metrics) {
 // syncView is one sync as the status endpoints show it.
 type syncView struct {
 	name, source, path string
+	gitURL             string // for webhooks; "" for a directory
 	loop               *reconciler.Loop
 	watcher            *reconciler.Watcher
 }
@@ -40,6 +41,7 @@ type statusServer struct {
 	reg     *prometheus.Registry
 	logger  *slog.Logger
 	leading *leading
+	hooks   *hooks // nil: no webhook endpoints
 }
 
 func (s *statusServer) handler() http.Handler {
@@ -53,6 +55,9 @@ func (s *statusServer) handler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s.status())
 	})
+	if s.hooks != nil {
+		s.hooks.register(mux)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if err := pageTemplate.Execute(w, s.status()); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/gitopsd/gitopsd/reconciler"
@@ -81,10 +83,11 @@ func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
 		changed = src.watched.Changed()
 	}
 	loop = reconciler.NewLoop(newSyncer(o, src, m.c, withObserver(watcher)), reconciler.LoopOptions{
-		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name})
+		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name,
+		OnSync: m.syncEvents(o.inventoryNamespace, name)})
 	ctx, cancel := context.WithCancel(ctx)
 	r := &runningSync{opts: o, cancel: cancel, done: make(chan struct{}),
-		view: syncView{name: name, source: src.String(), path: o.path, loop: loop, watcher: watcher}}
+		view: syncView{name: name, source: src.String(), path: o.path, gitURL: o.gitURL, loop: loop, watcher: watcher}}
 	go func() {
 		defer close(r.done)
 		g, ctx := errgroup.WithContext(ctx)
@@ -126,5 +129,31 @@ func (m *manager) stopAll() {
 		r.cancel()
 		<-r.done
 		delete(m.running, key)
+	}
+}
+
+// syncEvents records sync results as Events on the sync's ApplySet parent
+// (its inventory ConfigMap): every failure, and every sync that changed
+// something; an unchanged resync is not news.
+func (m *manager) syncEvents(namespace, name string) func(reconciler.SyncResult, error) {
+	if m.events == nil {
+		return nil
+	}
+	ref := &corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: namespace, Name: name}
+	first := true
+	return func(res reconciler.SyncResult, err error) {
+		if err != nil {
+			se := &reconciler.SyncError{Stage: reconciler.StageApply, Err: err}
+			errors.As(err, &se)
+			m.events.Eventf(ref, corev1.EventTypeWarning, "SyncFailed", "revision %s: %s: %v", se.Revision, se.Stage, se.Err)
+			return
+		}
+		changed := res.Count(reconciler.Created) + res.Count(reconciler.Configured) + res.Count(reconciler.Pruned)
+		if changed == 0 && !first {
+			return
+		}
+		first = false
+		m.events.Eventf(ref, corev1.EventTypeNormal, "SyncComplete", "revision %s: created %d, configured %d, unchanged %d, pruned %d",
+			res.Revision, res.Count(reconciler.Created), res.Count(reconciler.Configured), res.Count(reconciler.Unchanged), res.Count(reconciler.Pruned))
 	}
 }

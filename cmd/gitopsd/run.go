@@ -57,6 +57,7 @@ func newRunCommand(stdout, stderr io.Writer) *cobra.Command {
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "gitopsd", "namespace of the leader-election Lease")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "gitopsd", "name of the leader-election Lease")
 	fs.StringVar(&o.configFile, "config", "", "a YAML file of one or more syncs (name, gitURL or dir, gitRef, gitSecretDir, path, interval, prune, selfHeal, wait, healthTimeout; the flags are the defaults), reloaded when it changes")
+	fs.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the secret of GitHub (HMAC) and GitLab (token) push webhooks; enables POST /hooks/github and /hooks/gitlab")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address of /healthz, /readyz, /metrics, /status and the status page (empty: off)")
 	fs.BoolVar(&o.events, "events", true, "record drift as Kubernetes Events on the affected objects")
 	return cmd
@@ -97,6 +98,11 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	state := &leading{}
 	if o.httpAddr != "" {
 		status := &statusServer{reg: reg, logger: logger, leading: state, syncs: m.views}
+		if o.webhookSecretFile != "" {
+			if status.hooks, err = newHooks(o.webhookSecretFile, m.views, logger); err != nil {
+				return err
+			}
+		}
 		g.Go(func() error { return serveHTTP(ctx, o.httpAddr, status.handler(), logger) })
 	}
 	// Only the leader syncs, heals and alerts; a standby serves its

@@ -2,9 +2,10 @@ package drift
 
 import (
 	"log/slog"
-	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func finding(code Code, name string, grace time.Duration) Finding {
@@ -43,9 +44,8 @@ func TestBook(t *testing.T) {
 	}
 	b := NewBook(time.Minute)
 	for _, st := range steps {
-		got := kinds(b.Observe(at(st.at), st.findings))
-		if !slices.Equal(got, st.want) {
-			t.Errorf("at %ds: events %v, want %v", st.at, got, st.want)
+		if diff := cmp.Diff(st.want, kinds(b.Observe(at(st.at), st.findings))); diff != "" {
+			t.Errorf("at %ds: events (-want +got):\n%s", st.at, diff)
 		}
 		if open := len(b.Open()); open != st.open {
 			t.Errorf("at %ds: %d open, want %d", st.at, open, st.open)
@@ -75,8 +75,8 @@ func TestBookSinceShortensGrace(t *testing.T) {
 	b := NewBook(0)
 	f := finding(PodNotReady, "mysql-1", 30*time.Second)
 	f.Since = now.Add(-time.Minute) // not ready for a minute already
-	if got := kinds(b.Observe(now, []Finding{f})); !slices.Equal(got, []string{"detected pod-not-ready mysql-1"}) {
-		t.Errorf("got %v, want detected at once", got)
+	if diff := cmp.Diff([]string{"detected pod-not-ready mysql-1"}, kinds(b.Observe(now, []Finding{f}))); diff != "" {
+		t.Errorf("a finding older than its grace (-want +got):\n%s", diff)
 	}
 	ev := b.Observe(now.Add(time.Second), nil)
 	if len(ev) != 1 || !ev[0].Since.Equal(now.Add(-time.Minute)) {
@@ -85,7 +85,7 @@ func TestBookSinceShortensGrace(t *testing.T) {
 }
 
 func TestBookUpdatesInPlace(t *testing.T) {
-	b := NewBook(0)
+	b := NewBook(time.Minute)
 	f := Finding{Code: ObjectDrift, Object: Ref{Group: "apps", Kind: "StatefulSet", Namespace: ns, Name: "mysql"},
 		Attrs: []slog.Attr{slog.String("field", "spec.replicas"), slog.String("got", "3")}}
 	b.Observe(now, []Finding{f})
@@ -103,6 +103,10 @@ func TestBookUpdatesInPlace(t *testing.T) {
 	if got := kinds(b.Observe(now.Add(2*time.Second), []Finding{g, h})); len(got) != 1 {
 		t.Errorf("second field: %v, want one detected", got)
 	}
+	// The reminder carries the current value.
+	if ev := b.Observe(now.Add(time.Minute), []Finding{g, h}); len(ev) != 1 || ev[0].Kind != Reminder || attrs(ev[0].Finding)["got"] != "4" {
+		t.Errorf("reminder %+v: want the current value", ev)
+	}
 }
 
 func TestBookNextDue(t *testing.T) {
@@ -118,5 +122,34 @@ func TestBookNextDue(t *testing.T) {
 	b.Observe(now.Add(10*time.Second), []Finding{finding(PodMissing, "mysql-1", 10*time.Second), finding(PVCLost, "data", 0)})
 	if due, _ := b.NextDue(); !due.Equal(now.Add(time.Hour)) {
 		t.Errorf("due %v, want the first reminder an hour after detection", due)
+	}
+
+	quiet := NewBook(0)
+	quiet.Observe(now, []Finding{finding(PVCLost, "data", 0)})
+	if due, ok := quiet.NextDue(); ok {
+		t.Errorf("due %v without reminders and nothing pending", due)
+	}
+}
+
+func TestBookOrdersEvents(t *testing.T) {
+	b := NewBook(time.Minute)
+	old, gone := finding(PodNotReady, "mysql-0", 0), finding(PVCLost, "data-mysql-1", 0)
+	b.Observe(now, []Finding{old, gone})
+	got := b.Observe(now.Add(time.Minute), []Finding{
+		finding(PodMissing, "mysql-2", 0), old, finding(PodMissing, "mysql-1", 0), old, // a duplicate counts once
+	})
+	want := []string{
+		"resolved pvc-lost data-mysql-1",
+		"detected pod-missing mysql-1",
+		"detected pod-missing mysql-2",
+		"reminder pod-not-ready mysql-0",
+	}
+	if diff := cmp.Diff(want, kinds(got)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	for _, ev := range got {
+		if ev.Kind != Detected && !ev.Since.Equal(now) {
+			t.Errorf("%s %s: since %v, want the onset %v", ev.Kind, ev.Finding.Key(), ev.Since, now)
+		}
 	}
 }

@@ -69,7 +69,9 @@ type Finding struct {
 	Since time.Time
 }
 
-// Key identifies a finding across observations.
+// Key identifies a finding across observations: its code and object, plus
+// the field for object-drift and the container for pod-restarting (two
+// fields or two containers are two problems).
 func (f Finding) Key() string {
 	key := string(f.Code) + " " + f.Object.Group + "/" + f.Object.String()
 	switch f.Code {
@@ -92,17 +94,26 @@ func (f Finding) attr(key string) string {
 
 // Options tunes the checks. The zero value gets the defaults.
 type Options struct {
-	PodNotReadyGrace time.Duration // default 30s
-	PodMissingGrace  time.Duration // default 60s
-	PVCPendingGrace  time.Duration // default 2m
-	// RestartWindow: a container restart this recent is pod-restarting.
-	// Default 10m.
+	// PodNotReadyGrace lets a pod fail its readiness probe for a while (a
+	// MySQL follower catching up) before it is reported. Default 30s.
+	PodNotReadyGrace time.Duration
+	// PodMissingGrace covers a rollout or a reschedule, when a pod is
+	// legitimately absent or Pending for a moment. Default 60s.
+	PodMissingGrace time.Duration
+	// PVCPendingGrace covers provisioning, which takes a while on EBS.
+	// Default 2m.
+	PVCPendingGrace time.Duration
+	// RestartWindow: a container that restarted this recently is
+	// pod-restarting, so a crash is reported even when the container is up
+	// again by the time we look. Default 10m.
 	RestartWindow time.Duration
 	// ReclaimPolicy, if set, is the policy every managed PV must have,
-	// instead of its StorageClass's.
+	// instead of its StorageClass's (say "Retain" for a database whose
+	// volumes must outlive their claims).
 	ReclaimPolicy string
 	// IgnoreManagers are field managers whose changes are not drift (an
-	// autoscaler's). nil means DefaultIgnoreManagers; empty means none.
+	// autoscaler's replicas). nil means DefaultIgnoreManagers; an empty,
+	// non-nil slice means none.
 	IgnoreManagers []string
 	// IgnoreFields are field paths never compared: "spec.replicas" for
 	// every kind, "StatefulSet:spec.replicas" for one. A path covers
@@ -148,8 +159,9 @@ type Snapshot struct {
 	StorageClasses []*storagev1.StorageClass
 }
 
-// ManagedNamespaces lists the namespaces of a desired set: those of its
-// objects and the Namespaces it declares.
+// ManagedNamespaces lists, sorted, the namespaces of a desired set: those
+// of its objects and the Namespaces it declares. Only pods, claims and
+// volumes of these namespaces are checked.
 func ManagedNamespaces(desired []*unstructured.Unstructured) []string {
 	var out []string
 	for _, obj := range desired {
@@ -164,7 +176,8 @@ func ManagedNamespaces(desired []*unstructured.Unstructured) []string {
 	return slices.Compact(out)
 }
 
-// Check runs every check; the findings are sorted by Key.
+// Check runs every check; the findings are sorted by Key (stable, so the
+// result is deterministic for a given snapshot).
 func Check(s Snapshot, o Options) []Finding {
 	var out []Finding
 	for _, check := range []func(Snapshot, Options) []Finding{
@@ -173,7 +186,7 @@ func Check(s Snapshot, o Options) []Finding {
 	} {
 		out = append(out, check(s, o)...)
 	}
-	slices.SortFunc(out, func(a, b Finding) int { return strings.Compare(a.Key(), b.Key()) })
+	slices.SortStableFunc(out, func(a, b Finding) int { return strings.Compare(a.Key(), b.Key()) })
 	return out
 }
 
@@ -192,43 +205,13 @@ func workloads(s Snapshot) []workload {
 	var out []workload
 	for _, obj := range s.Desired {
 		ref := RefOf(obj)
-		live := s.Live[ref]
-		if live == nil || ref.Group != "apps" {
-			continue
-		}
-		var w workload
-		var sel *metav1.LabelSelector
-		switch ref.Kind {
-		case "StatefulSet":
-			var sts appsv1.StatefulSet
-			if runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, &sts) != nil {
-				continue
-			}
-			w.sts, sel, w.replicas = &sts, sts.Spec.Selector, replicasOr1(sts.Spec.Replicas)
-		case "Deployment":
-			var d appsv1.Deployment
-			if runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, &d) != nil {
-				continue
-			}
-			sel, w.replicas = d.Spec.Selector, replicasOr1(d.Spec.Replicas)
-		case "ReplicaSet":
-			var rs appsv1.ReplicaSet
-			if runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, &rs) != nil {
-				continue
-			}
-			sel, w.replicas = rs.Spec.Selector, replicasOr1(rs.Spec.Replicas)
-		case "DaemonSet":
-			var ds appsv1.DaemonSet
-			if runtime.DefaultUnstructuredConverter.FromUnstructured(live.Object, &ds) != nil {
-				continue
-			}
-			sel, w.replicas = ds.Spec.Selector, ds.Status.DesiredNumberScheduled
-		default:
+		w, sel, ok := asWorkload(ref, s.Live[ref])
+		if !ok {
 			continue
 		}
 		selector, err := metav1.LabelSelectorAsSelector(sel)
 		if err != nil || selector.Empty() {
-			continue
+			continue // an empty selector would claim every pod
 		}
 		w.ref, w.selector = ref, selector
 		for _, pod := range s.Pods {
@@ -239,6 +222,44 @@ func workloads(s Snapshot) []workload {
 		out = append(out, w)
 	}
 	return out
+}
+
+// asWorkload reads the replicas and selector of a live workload; ok is
+// false for other kinds.
+func asWorkload(ref Ref, live *unstructured.Unstructured) (w workload, sel *metav1.LabelSelector, ok bool) {
+	if live == nil || ref.Group != "apps" {
+		return w, nil, false
+	}
+	switch ref.Kind {
+	case "StatefulSet":
+		if sts, ok := convert[appsv1.StatefulSet](live); ok {
+			return workload{sts: sts, replicas: replicasOr1(sts.Spec.Replicas)}, sts.Spec.Selector, true
+		}
+	case "Deployment":
+		if d, ok := convert[appsv1.Deployment](live); ok {
+			return workload{replicas: replicasOr1(d.Spec.Replicas)}, d.Spec.Selector, true
+		}
+	case "ReplicaSet":
+		if rs, ok := convert[appsv1.ReplicaSet](live); ok {
+			return workload{replicas: replicasOr1(rs.Spec.Replicas)}, rs.Spec.Selector, true
+		}
+	case "DaemonSet":
+		// A DaemonSet wants one pod per eligible node, which only its
+		// status knows.
+		if ds, ok := convert[appsv1.DaemonSet](live); ok {
+			return workload{replicas: ds.Status.DesiredNumberScheduled}, ds.Spec.Selector, true
+		}
+	}
+	return w, nil, false
+}
+
+// convert reads an unstructured object into its typed form.
+func convert[T any](u *unstructured.Unstructured) (*T, bool) {
+	var out T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &out); err != nil {
+		return nil, false
+	}
+	return &out, true
 }
 
 func replicasOr1(r *int32) int32 {
@@ -266,13 +287,6 @@ func claimRef(pvc *corev1.PersistentVolumeClaim) Ref {
 
 func pvRef(pv *corev1.PersistentVolume) Ref {
 	return Ref{Kind: "PersistentVolume", Name: pv.Name}
-}
-
-func since(d time.Duration) string {
-	if d < time.Second {
-		return "a moment"
-	}
-	return d.Round(time.Second).String()
 }
 
 func detailf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

@@ -1,203 +1,270 @@
 package drift
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 )
 
-// now is the fixed clock of every fixture.
-var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+// now is the clock of every fixture: a few minutes after the objects in
+// testdata/mysql were created.
+var now = time.Date(2026, 11, 26, 21, 20, 0, 0, time.UTC)
 
 const ns = "mysql"
 
-func obj(t *testing.T, y string) *unstructured.Unstructured {
+// parse reads a YAML stream of objects. Each document goes through JSON
+// into Unstructured, so numbers are int64 as in an informer's cache.
+func parse(t *testing.T, stream string) []*unstructured.Unstructured {
 	t.Helper()
-	u := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal([]byte(y), &u.Object); err != nil {
+	var out []*unstructured.Unstructured
+	for doc := range strings.SplitSeq(stream, "\n---\n") {
+		data, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(data) == "null" {
+			continue // the comment before the first document
+		}
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// fixtures caches the parsed files of testdata/mysql; load hands out
+// copies.
+var fixtures sync.Map // file name -> []*unstructured.Unstructured
+
+func load(t *testing.T, name string) []*unstructured.Unstructured {
+	t.Helper()
+	cached, ok := fixtures.Load(name)
+	if !ok {
+		data, err := os.ReadFile(filepath.Join("testdata", "mysql", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cached, _ = fixtures.LoadOrStore(name, parse(t, string(data)))
+	}
+	var out []*unstructured.Unstructured
+	for _, u := range cached.([]*unstructured.Unstructured) {
+		out = append(out, u.DeepCopy())
+	}
+	return out
+}
+
+func typed[T any](t *testing.T, u *unstructured.Unstructured) *T {
+	t.Helper()
+	var out T
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &out); err != nil {
 		t.Fatal(err)
 	}
-	return u
+	return &out
 }
 
-// statefulSet is the MySQL StatefulSet of base/, as git declares it.
-func statefulSet(t *testing.T, replicas int, extra string) *unstructured.Unstructured {
-	return obj(t, fmt.Sprintf(`apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: mysql
-  namespace: mysql
-  annotations:
-    gitopsd.io/revision: main@sha1:abc
-spec:
-  serviceName: mysql
-  replicas: %d
-  selector:
-    matchLabels: {app: mysql}
-  template:
-    metadata:
-      labels: {app: mysql}
-    spec:
-      containers:
-      - name: mysql
-        image: mysql:5.7.44
-        env:
-        - {name: MYSQL_ALLOW_EMPTY_PASSWORD, value: "1"}
-        ports:
-        - {name: mysql, containerPort: 3306}
-        resources:
-          requests: {cpu: 500m, memory: 1Gi}
-      - name: xtrabackup
-        image: gcr.io/google-samples/xtrabackup:1.0
-  volumeClaimTemplates:
-  - metadata:
-      name: data
-    spec:
-      accessModes: ["ReadWriteOnce"]
-      storageClassName: mysql-gp2
-      resources:
-        requests:
-          storage: 10Gi
-%s`, replicas, extra))
-}
-
-// liveOf returns desired as the API server would show it: defaults added,
-// quantities normalized, managed by gitopsd except for fields the extra
-// managers own.
-func liveOf(t *testing.T, desired *unstructured.Unstructured, edit func(m map[string]any), managers ...string) *unstructured.Unstructured {
+// mysql returns the steady state of the MySQL stack of base/ at now:
+// desired and live objects, two Running and Ready pods, their Bound claims
+// and volumes, as testdata/mysql holds them. Nothing in it is drift.
+func mysql(t *testing.T) Snapshot {
 	t.Helper()
-	live := desired.DeepCopy()
-	live.SetResourceVersion("123")
-	live.SetUID("uid-1")
-	live.SetGeneration(3)
-	annotations := live.GetAnnotations()
-	if annotations == nil {
-		annotations = map[string]string{}
-	}
-	annotations["gitopsd.io/revision"] = "main@sha1:abc"
-	live.SetAnnotations(annotations)
-	if edit != nil {
-		edit(live.Object)
-	}
-	entries := []metav1.ManagedFieldsEntry{{Manager: "gitopsd", Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1",
-		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"mysql\"}":{".":{},"f:image":{},"f:env":{"k:{\"name\":\"MYSQL_ALLOW_EMPTY_PASSWORD\"}":{".":{},"f:value":{}}}}}}}},"f:data":{"f:master.cnf":{}}}`)}}}
-	for _, m := range managers {
-		name, fields, _ := strings.Cut(m, "=")
-		entries = append(entries, metav1.ManagedFieldsEntry{Manager: name, Operation: metav1.ManagedFieldsOperationUpdate, FieldsType: "FieldsV1",
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}})
-	}
-	live.SetManagedFields(entries)
-	return live
-}
-
-func set(m map[string]any, value any, path ...string) {
-	for _, p := range path[:len(path)-1] {
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			m[p] = next
-		}
-		m = next
-	}
-	m[path[len(path)-1]] = value
-}
-
-func container(m map[string]any, name string) map[string]any {
-	for _, c := range m["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any) {
-		if c.(map[string]any)["name"] == name {
-			return c.(map[string]any)
+	s := Snapshot{Now: now, Desired: load(t, "desired.yaml"), Live: map[Ref]*unstructured.Unstructured{}}
+	for _, u := range load(t, "live.yaml") {
+		s.Live[RefOf(u)] = u
+		if u.GetKind() == "StorageClass" {
+			s.StorageClasses = append(s.StorageClasses, typed[storagev1.StorageClass](t, u))
 		}
 	}
-	return nil
-}
-
-// snapshotOf makes a snapshot where every desired object is live as given.
-func snapshotOf(desired []*unstructured.Unstructured, live ...*unstructured.Unstructured) Snapshot {
-	s := Snapshot{Now: now, Desired: desired, Live: map[Ref]*unstructured.Unstructured{}}
-	for _, l := range live {
-		s.Live[RefOf(l)] = l
+	for _, u := range load(t, "pods.yaml") {
+		s.Pods = append(s.Pods, typed[corev1.Pod](t, u))
+	}
+	for _, u := range load(t, "volumes.yaml") {
+		switch u.GetKind() {
+		case "PersistentVolumeClaim":
+			s.PVCs = append(s.PVCs, typed[corev1.PersistentVolumeClaim](t, u))
+		case "PersistentVolume":
+			s.PVs = append(s.PVs, typed[corev1.PersistentVolume](t, u))
+		}
 	}
 	return s
 }
 
-type podOpt func(*corev1.Pod)
+var statefulSetRef = Ref{Group: "apps", Kind: "StatefulSet", Namespace: ns, Name: "mysql"}
 
-func pod(name string, opts ...podOpt) *corev1.Pod {
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "mysql"},
-			CreationTimestamp: metav1.NewTime(now.Add(-time.Hour))},
-		Spec: corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "mysql"}, {Name: "xtrabackup"}},
-			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-" + name}}}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning,
-			Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(now.Add(-time.Hour))}},
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "mysql", Ready: true}, {Name: "xtrabackup", Ready: true}}},
+// desiredObj returns the object of s.Desired that ref names.
+func desiredObj(t *testing.T, s Snapshot, ref Ref) *unstructured.Unstructured {
+	t.Helper()
+	for _, obj := range s.Desired {
+		if RefOf(obj) == ref {
+			return obj
+		}
 	}
-	for _, o := range opts {
-		o(p)
-	}
-	return p
+	t.Fatalf("%s is not desired", ref)
+	return nil
 }
 
-func notReadySince(d time.Duration) podOpt {
-	return func(p *corev1.Pod) {
-		p.Status.Conditions[0].Status = corev1.ConditionFalse
-		p.Status.Conditions[0].LastTransitionTime = metav1.NewTime(now.Add(-d))
-		p.Status.ContainerStatuses[0].Ready = false
+// setField sets a field of obj; it fails the test if a field on the way
+// is not a map.
+func setField(t *testing.T, obj map[string]any, value any, path ...string) {
+	t.Helper()
+	if err := unstructured.SetNestedField(obj, value, path...); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func pending(age time.Duration) podOpt {
-	return func(p *corev1.Pod) {
-		p.Spec.NodeName = ""
-		p.Status.Phase = corev1.PodPending
-		p.CreationTimestamp = metav1.NewTime(now.Add(-age))
-		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Message: "0/3 nodes are available"}}
+// container returns a container of a StatefulSet's pod template, to edit
+// in place.
+func container(t *testing.T, sts *unstructured.Unstructured, name string) map[string]any {
+	t.Helper()
+	cs, _, _ := unstructured.NestedFieldNoCopy(sts.Object, "spec", "template", "spec", "containers")
+	for _, c := range cs.([]any) {
+		if c.(map[string]any)["name"] == name {
+			return c.(map[string]any)
+		}
+	}
+	t.Fatalf("no container %s", name)
+	return nil
+}
+
+// updateBy records that manager changed the fields of fieldsV1 with an
+// Update, as the API server does: the fields move to a new managedFields
+// entry and leave every other manager's set.
+func updateBy(t *testing.T, obj *unstructured.Unstructured, manager, subresource, fieldsV1 string) {
+	t.Helper()
+	removed(t, obj, fieldsV1)
+	obj.SetManagedFields(append(obj.GetManagedFields(), metav1.ManagedFieldsEntry{
+		Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: obj.GetAPIVersion(),
+		Time: &metav1.Time{Time: now}, FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fieldsV1)},
+		Subresource: subresource}))
+}
+
+// removed records that the fields of fieldsV1 are gone from the object:
+// no manager owns them any more.
+func removed(t *testing.T, obj *unstructured.Unstructured, fieldsV1 string) {
+	t.Helper()
+	var gone map[string]any
+	if err := json.Unmarshal([]byte(fieldsV1), &gone); err != nil {
+		t.Fatal(err)
+	}
+	entries := obj.GetManagedFields()
+	for i := range entries {
+		var set map[string]any
+		if err := json.Unmarshal(entries[i].FieldsV1.Raw, &set); err != nil {
+			t.Fatal(err)
+		}
+		disown(set, gone)
+		entries[i].FieldsV1.Raw, _ = json.Marshal(set)
+	}
+	obj.SetManagedFields(entries)
+}
+
+func disown(set, taken map[string]any) {
+	for k, v := range taken {
+		own, ok := set[k].(map[string]any)
+		if !ok {
+			continue
+		}
+		if sub, _ := v.(map[string]any); len(sub) > 0 {
+			disown(own, sub)
+		} else {
+			delete(set, k)
+		}
 	}
 }
 
-func claim(name, volume string, phase corev1.PersistentVolumeClaimPhase, size string) *corev1.PersistentVolumeClaim {
-	class := "mysql-gp2"
-	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, CreationTimestamp: metav1.NewTime(now.Add(-time.Hour))},
-		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &class, VolumeName: volume,
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}},
-		Status: corev1.PersistentVolumeClaimStatus{Phase: phase},
+func findPod(t *testing.T, s Snapshot, name string) *corev1.Pod {
+	t.Helper()
+	for _, p := range s.Pods {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no pod %s", name)
+	return nil
+}
+
+func findClaim(t *testing.T, s Snapshot, name string) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	for _, c := range s.PVCs {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no claim %s", name)
+	return nil
+}
+
+// volumeOf returns the PersistentVolume bound to a claim.
+func volumeOf(t *testing.T, s Snapshot, claim string) *corev1.PersistentVolume {
+	t.Helper()
+	for _, pv := range s.PVs {
+		if pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.Name == claim {
+			return pv
+		}
+	}
+	t.Fatalf("no volume for %s", claim)
+	return nil
+}
+
+// withoutPod removes a pod from the snapshot.
+func withoutPod(s *Snapshot, name string) {
+	for i, p := range s.Pods {
+		if p.Name == name {
+			s.Pods = append(s.Pods[:i:i], s.Pods[i+1:]...)
+			return
+		}
 	}
 }
 
-func volume(name, claimName string, phase corev1.PersistentVolumePhase, policy corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PersistentVolumeSpec{StorageClassName: "mysql-gp2", PersistentVolumeReclaimPolicy: policy,
-			Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("10Gi")}},
-		Status: corev1.PersistentVolumeStatus{Phase: phase},
-	}
-	if claimName != "" {
-		pv.Spec.ClaimRef = &corev1.ObjectReference{Namespace: ns, Name: claimName}
-	}
-	return pv
+// leftBehind adds what a scale-down from 3 to 2 leaves: claim
+// data-mysql-<ordinal> and its volume, copies of data-mysql-1's.
+func leftBehind(t *testing.T, s *Snapshot, ordinal int) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume) {
+	t.Helper()
+	name := fmt.Sprintf("data-mysql-%d", ordinal)
+	pvc, pv := findClaim(t, *s, "data-mysql-1").DeepCopy(), volumeOf(t, *s, "data-mysql-1").DeepCopy()
+	pvc.Name, pvc.UID = name, types.UID(fmt.Sprintf("6c0e1a4e-0000-4000-8000-%012d", ordinal))
+	pv.Name = "pvc-" + string(pvc.UID)
+	pvc.Spec.VolumeName, pv.Spec.ClaimRef.Name, pv.Spec.ClaimRef.UID = pv.Name, name, pvc.UID
+	s.PVCs, s.PVs = append(s.PVCs, pvc), append(s.PVs, pv)
+	return pvc, pv
 }
 
-func gp2() *storagev1.StorageClass {
-	wffc := storagev1.VolumeBindingWaitForFirstConsumer
-	del := corev1.PersistentVolumeReclaimDelete
-	return &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "mysql-gp2"}, Provisioner: "ebs.csi.aws.com",
-		VolumeBindingMode: &wffc, ReclaimPolicy: &del}
+// render shows a finding on one line for comparing: code, object, its
+// attributes in order, then grace and age (now - Since) when set.
+func render(f Finding) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", f.Code, f.Object)
+	for _, a := range f.Attrs {
+		fmt.Fprintf(&b, " %s=%s", a.Key, a.Value)
+	}
+	if f.Grace != 0 {
+		fmt.Fprintf(&b, " grace=%s", f.Grace)
+	}
+	if !f.Since.IsZero() {
+		fmt.Fprintf(&b, " age=%s", now.Sub(f.Since))
+	}
+	return b.String()
 }
 
-// summary renders findings as "code object" lines, for comparing.
-func summary(fs []Finding) []string {
+func renderAll(fs []Finding) []string {
 	var out []string
 	for _, f := range fs {
-		out = append(out, string(f.Code)+" "+f.Object.String())
+		out = append(out, render(f))
 	}
 	return out
 }
@@ -208,4 +275,13 @@ func attrs(f Finding) map[string]string {
 		m[a.Key] = a.Value.String()
 	}
 	return m
+}
+
+// attrList makes string attributes from key, value pairs.
+func attrList(kv ...string) []slog.Attr {
+	var out []slog.Attr
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, slog.String(kv[i], kv[i+1]))
+	}
+	return out
 }

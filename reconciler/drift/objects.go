@@ -59,7 +59,7 @@ func CheckObjectDrift(s Snapshot, o Options) []Finding {
 			continue
 		}
 		c := comparer{ref: ref, secret: ref.Group == "" && ref.Kind == "Secret",
-			ignore: ignoredPaths(ref.Kind, o.IgnoreFields, obj, live), owners: parseOwners(live)}
+			ignore: ignoredPaths(ref.Kind, o.IgnoreFields, obj, live), live: live}
 		c.walk("", nil, desiredForCompare(obj, c.secret), live.Object)
 		for _, d := range c.diffs {
 			if slices.Contains(o.IgnoreManagers, d.manager) {
@@ -94,10 +94,13 @@ func desiredForCompare(obj *unstructured.Unstructured, secret bool) map[string]a
 	return c
 }
 
+// ignoredPaths gathers the paths never compared for an object of a kind:
+// the options' (all kinds, or "Kind:path" for this kind) and those its
+// drift-ignore annotation lists, in git or live.
 func ignoredPaths(kind string, fields []string, objs ...*unstructured.Unstructured) []string {
 	var out []string
 	for _, f := range fields {
-		if k, path, ok := strings.Cut(f, ":"); ok {
+		if k, path, ok := strings.Cut(f, ":"); ok && !strings.ContainsAny(k, ".[") {
 			if k == kind {
 				out = append(out, path)
 			}
@@ -119,7 +122,7 @@ func ignoredPaths(kind string, fields []string, objs ...*unstructured.Unstructur
 // or a list item matched by its key fields (k:) or its index (i:).
 type step struct {
 	field string
-	item  map[string]any // the live list element, for k:
+	item  map[string]any // for k: the list element, live or (when gone) git's
 	index int
 	kind  byte // 'f', 'k' or 'i'
 }
@@ -135,7 +138,9 @@ type comparer struct {
 	ref    Ref
 	secret bool
 	ignore []string
-	owners []owner
+	live   *unstructured.Unstructured
+	owners []owner // parsed from live's managedFields when a field differs
+	parsed bool
 	diffs  []fieldDiff
 }
 
@@ -152,14 +157,13 @@ func (c *comparer) add(path string, steps []step, want, got any, missing bool) {
 	c.diffs = append(c.diffs, fieldDiff{path: path, want: want, got: got, missing: missing, manager: c.ownerOf(steps)})
 }
 
-// walk compares the fields want sets with got.
+// walk compares the fields want sets with got. A field git sets as an
+// empty map or list matches an absent one: the server drops those.
 func (c *comparer) walk(path string, steps []step, want, got any) {
-	if c.ignored(path) {
+	if want == nil || (got == nil && isEmpty(want)) || c.ignored(path) {
 		return
 	}
 	switch w := want.(type) {
-	case nil:
-		return
 	case map[string]any:
 		g, ok := got.(map[string]any)
 		if !ok {
@@ -167,19 +171,9 @@ func (c *comparer) walk(path string, steps []step, want, got any) {
 			return
 		}
 		for _, k := range slices.Sorted(maps.Keys(w)) {
-			if skipField(path, k) {
-				continue
+			if !skipField(path, k) {
+				c.walk(joinPath(path, k), append(slices.Clip(steps), step{kind: 'f', field: k}), w[k], g[k])
 			}
-			p := joinPath(path, k)
-			next := append(slices.Clip(steps), step{kind: 'f', field: k})
-			gv, present := g[k]
-			if !present {
-				if w[k] != nil && !c.ignored(p) {
-					c.add(p, next, w[k], nil, true)
-				}
-				continue
-			}
-			c.walk(p, next, w[k], gv)
 		}
 	case []any:
 		g, ok := got.([]any)
@@ -190,15 +184,14 @@ func (c *comparer) walk(path string, steps []step, want, got any) {
 		if key := listKey(w); key != "" {
 			for _, we := range w {
 				kv := itemKey(we, key)
-				p := fmt.Sprintf("%s[%s=%v]", path, key, kv)
 				ge := findItem(g, key, kv)
-				if ge == nil {
-					if !c.ignored(p) {
-						c.add(p, steps, we, nil, true)
-					}
-					continue
+				// The item's owner is looked up by its live keys, or by
+				// git's when it is gone.
+				item, _ := ge.(map[string]any)
+				if item == nil {
+					item, _ = we.(map[string]any)
 				}
-				c.walk(p, append(slices.Clip(steps), step{kind: 'k', item: ge}), we, ge)
+				c.walk(fmt.Sprintf("%s[%s=%v]", path, key, kv), append(slices.Clip(steps), step{kind: 'k', item: item}), we, ge)
 			}
 			return
 		}
@@ -214,6 +207,16 @@ func (c *comparer) walk(path string, steps []step, want, got any) {
 			c.add(path, steps, want, got, got == nil)
 		}
 	}
+}
+
+func isEmpty(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		return len(x) == 0
+	case []any:
+		return len(x) == 0
+	}
+	return false
 }
 
 // skipField leaves out what the server owns and what gitopsd stamps.
@@ -236,22 +239,39 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// listKey returns the field that identifies the items of a list of maps
-// (containers by name, ports by port), or "" to compare by position.
+// listKeys are the fields that identify the items of a list of maps, in
+// order of preference: containers, env, volumes and ports by name,
+// volumeClaimTemplates by metadata.name, unnamed ports by port.
+var listKeys = []string{"name", "metadata.name", "containerPort", "port", "mountPath", "devicePath"}
+
+// listKey returns the field that identifies the items of a list: the first
+// of listKeys every item has, with distinct values (a volume mounted twice
+// under one name is not keyed by name), or "" to compare by position.
 func listKey(items []any) string {
-	for _, key := range []string{"name", "metadata.name", "containerPort", "port", "mountPath", "devicePath"} {
-		ok := len(items) > 0
-		for _, it := range items {
-			if itemKey(it, key) == nil {
-				ok = false
-				break
-			}
-		}
-		if ok {
+	for _, key := range listKeys {
+		if len(items) > 0 && distinctKeys(items, key) {
 			return key
 		}
 	}
 	return ""
+}
+
+func distinctKeys(items []any, key string) bool {
+	seen := map[string]bool{}
+	for _, it := range items {
+		v := itemKey(it, key)
+		switch v.(type) {
+		case string, int64, float64:
+		default:
+			return false
+		}
+		if s := scalarString(v); !seen[s] {
+			seen[s] = true
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 func itemKey(item any, key string) any {
@@ -269,11 +289,11 @@ func itemKey(item any, key string) any {
 	return m[key]
 }
 
-func findItem(items []any, key string, value any) map[string]any {
+// findItem returns the item of items whose key field is value, or nil.
+func findItem(items []any, key string, value any) any {
 	for _, it := range items {
 		if v := itemKey(it, key); v != nil && equalScalar("", v, value) {
-			m, _ := it.(map[string]any)
-			return m
+			return it
 		}
 	}
 	return nil
@@ -347,7 +367,8 @@ func show(v any, missing bool) string {
 
 func (c *comparer) finding(d fieldDiff) Finding {
 	want, got := show(d.want, false), show(d.got, d.missing)
-	if c.secret && (strings.HasPrefix(d.path, "data") || strings.HasPrefix(d.path, "stringData")) {
+	secret := c.secret && (strings.HasPrefix(d.path, "data") || strings.HasPrefix(d.path, "stringData"))
+	if secret {
 		want, got = redacted, redacted
 	}
 	by := ""
@@ -356,7 +377,9 @@ func (c *comparer) finding(d fieldDiff) Finding {
 	}
 	var detail string
 	switch {
-	case c.secret && want == redacted:
+	case secret && d.missing:
+		detail = detailf("%s %s is missing in the cluster%s", c.ref, d.path, by)
+	case secret:
 		detail = detailf("%s %s differs from git%s", c.ref, d.path, by)
 	case d.missing:
 		detail = detailf("%s %s is missing in the cluster, git says %s%s", c.ref, d.path, want, by)
@@ -396,6 +419,9 @@ const SelfManager = "gitopsd"
 // match, so that a manager owning a whole atomic list or map wins over none,
 // and another manager over gitopsd at the same depth.
 func (c *comparer) ownerOf(steps []step) string {
+	if !c.parsed {
+		c.owners, c.parsed = parseOwners(c.live), true
+	}
 	best, bestDepth := "", -1
 	for _, o := range c.owners {
 		depth := ownedDepth(o.fields, steps)

@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"cmp"
 	"log/slog"
 	"strconv"
 
@@ -35,54 +36,71 @@ func CheckPodMissing(s Snapshot, o Options) []Finding {
 	o = o.withDefaults()
 	var out []Finding
 	for _, w := range workloads(s) {
-		if w.sts == nil {
-			running := 0
-			for _, pod := range w.pods {
-				if pod.DeletionTimestamp == nil && pod.Status.Phase == corev1.PodRunning {
-					running++
-				}
-			}
-			if running < int(w.replicas) {
-				out = append(out, Finding{Code: PodMissing, Object: w.ref, Grace: o.PodMissingGrace,
-					Detail: detailf("%s runs %d of %d pods", w.ref, running, w.replicas),
-					Attrs: []slog.Attr{slog.String("workload", w.ref.String()), slog.Int("replicas", int(w.replicas)),
-						slog.Int("running", running)}})
-			}
-			continue
-		}
-		byName := map[string]*corev1.Pod{}
-		for _, pod := range w.pods {
-			byName[pod.Name] = pod
-		}
-		start, end := ordinals(w.sts)
-		for ordinal := start; ordinal < end; ordinal++ {
-			name := w.sts.Name + "-" + strconv.Itoa(ordinal)
-			pod := byName[name]
-			reason := "absent"
-			f := Finding{Code: PodMissing, Object: Ref{Kind: "Pod", Namespace: w.ref.Namespace, Name: name}, Grace: o.PodMissingGrace}
-			switch {
-			case pod == nil || pod.DeletionTimestamp != nil:
-			case pod.Status.Phase == corev1.PodRunning:
-				continue
-			default:
-				reason = string(pod.Status.Phase)
-				if reason == "" {
-					reason = string(corev1.PodPending)
-				}
-				f.Since = onset(pod.CreationTimestamp)
-			}
-			f.Detail = detailf("%s has no running pod %s (%s)", w.ref, name, reason)
-			if reason == string(corev1.PodPending) {
-				if cond := podCondition(pod, corev1.PodScheduled); cond != nil && cond.Status == corev1.ConditionFalse && cond.Message != "" {
-					f.Detail = detailf("%s has no running pod %s: Pending, %s", w.ref, name, cond.Message)
-				}
-			}
-			f.Attrs = []slog.Attr{slog.String("workload", w.ref.String()), slog.Int("ordinal", ordinal),
-				slog.Int("replicas", int(w.replicas)), slog.String("reason", reason)}
-			out = append(out, f)
+		if w.sts != nil {
+			out = append(out, missingOrdinals(w, o)...)
+		} else {
+			out = append(out, missingReplicas(w, o)...)
 		}
 	}
 	return out
+}
+
+// missingOrdinals: one finding per pod <sts>-<ordinal> of the StatefulSet's
+// ordinal range that is absent, being deleted, or not Running.
+func missingOrdinals(w workload, o Options) []Finding {
+	byName := map[string]*corev1.Pod{}
+	for _, pod := range w.pods {
+		byName[pod.Name] = pod
+	}
+	var out []Finding
+	start, end := ordinals(w.sts)
+	for ordinal := start; ordinal < end; ordinal++ {
+		name := w.sts.Name + "-" + strconv.Itoa(ordinal)
+		pod := byName[name]
+		reason := "absent"
+		f := Finding{Code: PodMissing, Object: Ref{Kind: "Pod", Namespace: w.ref.Namespace, Name: name}, Grace: o.PodMissingGrace}
+		switch {
+		case pod == nil || pod.DeletionTimestamp != nil:
+		case pod.Status.Phase == corev1.PodRunning:
+			continue
+		default:
+			reason = cmp.Or(string(pod.Status.Phase), string(corev1.PodPending))
+			f.Since = onset(pod.CreationTimestamp)
+		}
+		f.Detail = detailf("%s has no running pod %s (%s)", w.ref, name, reason)
+		// The scheduler says why a pod is Pending ("0/3 nodes are
+		// available: 3 node(s) had volume node affinity conflict").
+		if cond := podCondition(pod, corev1.PodScheduled); reason == string(corev1.PodPending) && cond != nil && cond.Status == corev1.ConditionFalse && cond.Message != "" {
+			f.Detail = detailf("%s has no running pod %s: Pending, %s", w.ref, name, cond.Message)
+		}
+		f.Attrs = []slog.Attr{slog.String("workload", w.ref.String()), slog.Int("ordinal", ordinal),
+			slog.Int("replicas", int(w.replicas)), slog.String("reason", reason)}
+		out = append(out, f)
+	}
+	return out
+}
+
+// missingReplicas: a workload without pod names (Deployment, ReplicaSet,
+// DaemonSet) is one finding when fewer of its pods run than it wants; the
+// reason is the phase of a pod that is not running, or absent.
+func missingReplicas(w workload, o Options) []Finding {
+	running, reason := 0, "absent"
+	for _, pod := range w.pods {
+		switch {
+		case pod.DeletionTimestamp != nil:
+		case pod.Status.Phase == corev1.PodRunning:
+			running++
+		case reason == "absent":
+			reason = cmp.Or(string(pod.Status.Phase), string(corev1.PodPending))
+		}
+	}
+	if running >= int(w.replicas) {
+		return nil
+	}
+	return []Finding{{Code: PodMissing, Object: w.ref, Grace: o.PodMissingGrace,
+		Detail: detailf("%s runs %d of %d pods (%s)", w.ref, running, w.replicas, reason),
+		Attrs: []slog.Attr{slog.String("workload", w.ref.String()), slog.Int("replicas", int(w.replicas)),
+			slog.Int("running", running), slog.String("reason", reason)}}}
 }
 
 // CheckPodRestarting: a container of a workload's pod in CrashLoopBackOff,

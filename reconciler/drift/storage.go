@@ -68,9 +68,13 @@ func CheckPVCOrphaned(s Snapshot, _ Options) []Finding {
 			continue // still scaling down
 		}
 		replicas := end - start
+		volume := "it is bound to no volume"
+		if c.pvc.Spec.VolumeName != "" {
+			volume = "its volume " + c.pvc.Spec.VolumeName + " still exists"
+		}
 		out = append(out, Finding{Code: PVCOrphaned, Object: claimRef(c.pvc),
-			Detail: detailf("PVC %s was left behind by a scale-down of StatefulSet %s to %d replicas; its volume %s still exists",
-				c.pvc.Name, c.sts.Name, replicas, orNone(c.pvc.Spec.VolumeName)),
+			Detail: detailf("PVC %s was left behind by a scale-down of StatefulSet %s to %d replicas; %s",
+				c.pvc.Name, c.sts.Name, replicas, volume),
 			Attrs: []slog.Attr{slog.Int("ordinal", c.ordinal), slog.Int("replicas", replicas),
 				slog.String("statefulSet", c.ref.String()), slog.String("volume", c.pvc.Spec.VolumeName)}})
 	}
@@ -103,7 +107,7 @@ func CheckPVCSize(s Snapshot, _ Options) []Finding {
 func CheckPVCPending(s Snapshot, o Options) []Finding {
 	o = o.withDefaults()
 	var out []Finding
-	for _, pvc := range s.PVCs {
+	for _, pvc := range managedClaims(s) {
 		if pvc.Status.Phase != corev1.ClaimPending || pvc.DeletionTimestamp != nil {
 			continue
 		}
@@ -118,8 +122,18 @@ func CheckPVCPending(s Snapshot, o Options) []Finding {
 	return out
 }
 
-// hasConsumer reports whether a scheduled pod uses the claim.
+// selectedNode is the annotation the scheduler sets on a
+// WaitForFirstConsumer claim once it placed a pod that uses it: from then
+// on the claim is expected to bind.
+const selectedNode = "volume.kubernetes.io/selected-node"
+
+// hasConsumer reports whether the claim has a consumer that should make it
+// bind: a scheduled pod that uses it, or the scheduler's node choice. A pod
+// that cannot be scheduled is pod-missing's to report, not the claim's.
 func hasConsumer(s Snapshot, pvc *corev1.PersistentVolumeClaim) bool {
+	if pvc.Annotations[selectedNode] != "" {
+		return true
+	}
 	for _, pod := range s.Pods {
 		if pod.Namespace != pvc.Namespace || pod.Spec.NodeName == "" {
 			continue
@@ -133,10 +147,22 @@ func hasConsumer(s Snapshot, pvc *corev1.PersistentVolumeClaim) bool {
 	return false
 }
 
+// managedClaims returns the claims of the managed namespaces.
+func managedClaims(s Snapshot) []*corev1.PersistentVolumeClaim {
+	managed := ManagedNamespaces(s.Desired)
+	var out []*corev1.PersistentVolumeClaim
+	for _, pvc := range s.PVCs {
+		if slices.Contains(managed, pvc.Namespace) {
+			out = append(out, pvc)
+		}
+	}
+	return out
+}
+
 // CheckPVCLost: a managed claim whose volume is gone.
 func CheckPVCLost(s Snapshot, _ Options) []Finding {
 	var out []Finding
-	for _, pvc := range s.PVCs {
+	for _, pvc := range managedClaims(s) {
 		if pvc.Status.Phase == corev1.ClaimLost {
 			out = append(out, Finding{Code: PVCLost, Object: claimRef(pvc),
 				Detail: detailf("PVC %s is Lost: its volume %s no longer exists", pvc.Name, orNone(pvc.Spec.VolumeName)),
@@ -149,48 +175,54 @@ func CheckPVCLost(s Snapshot, _ Options) []Finding {
 // CheckPVReclaimPolicy: a Bound volume of a managed namespace whose
 // reclaim policy is not its StorageClass's (or Options.ReclaimPolicy).
 func CheckPVReclaimPolicy(s Snapshot, o Options) []Finding {
-	managed := ManagedNamespaces(s.Desired)
 	var out []Finding
-	for _, pv := range s.PVs {
-		if pv.Status.Phase != corev1.VolumeBound || pv.Spec.ClaimRef == nil || !slices.Contains(managed, pv.Spec.ClaimRef.Namespace) {
+	for _, pv := range managedVolumes(s) {
+		if pv.Status.Phase != corev1.VolumeBound {
 			continue
 		}
-		want := o.ReclaimPolicy
-		if want == "" {
-			class := storageClassOf(s, &pv.Spec.StorageClassName)
-			if class == nil || pv.Spec.StorageClassName == "" {
-				continue
-			}
-			want = string(corev1.PersistentVolumeReclaimDelete)
-			if class.ReclaimPolicy != nil {
-				want = string(*class.ReclaimPolicy)
-			}
-		}
+		want, source, ok := wantReclaimPolicy(s, o, pv)
 		got := string(pv.Spec.PersistentVolumeReclaimPolicy)
-		if got == want {
+		if !ok || got == want {
 			continue
 		}
-		claim := pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name
+		claim := claimOf(pv)
 		out = append(out, Finding{Code: PVReclaimPolicy, Object: pvRef(pv),
-			Detail: detailf("PersistentVolume %s of claim %s has reclaim policy %s, its StorageClass %s says %s", pv.Name, claim, got, orNone(pv.Spec.StorageClassName), want),
+			Detail: detailf("PersistentVolume %s of claim %s has reclaim policy %s, %s %s", pv.Name, claim, got, source, want),
 			Attrs: []slog.Attr{slog.String("want", want), slog.String("got", got), slog.String("reclaimPolicy", got),
 				slog.String("claim", claim), slog.String("storageClass", pv.Spec.StorageClassName)}})
 	}
 	return out
 }
 
+// wantReclaimPolicy returns the policy a volume should have and who says
+// so; ok is false when nobody does (no option, class unknown).
+func wantReclaimPolicy(s Snapshot, o Options, pv *corev1.PersistentVolume) (want, source string, ok bool) {
+	if o.ReclaimPolicy != "" {
+		return o.ReclaimPolicy, "gitopsd is configured to expect", true
+	}
+	if pv.Spec.StorageClassName == "" {
+		return "", "", false
+	}
+	class := storageClassOf(s, &pv.Spec.StorageClassName)
+	if class == nil {
+		return "", "", false
+	}
+	want = string(corev1.PersistentVolumeReclaimDelete) // the API's default
+	if class.ReclaimPolicy != nil {
+		want = string(*class.ReclaimPolicy)
+	}
+	return want, "its StorageClass " + class.Name + " says", true
+}
+
 // CheckPVReleased: a volume whose claim in a managed namespace is gone but
 // which still exists (Retain): it keeps costing money until deleted.
 func CheckPVReleased(s Snapshot, _ Options) []Finding {
-	managed := ManagedNamespaces(s.Desired)
 	var out []Finding
-	for _, pv := range s.PVs {
-		released := pv.Status.Phase == corev1.VolumeReleased || (pv.Status.Phase == corev1.VolumeAvailable && pv.Spec.ClaimRef != nil)
-		if !released || pv.Spec.ClaimRef == nil || !slices.Contains(managed, pv.Spec.ClaimRef.Namespace) {
+	for _, pv := range managedVolumes(s) {
+		if pv.Status.Phase != corev1.VolumeReleased && pv.Status.Phase != corev1.VolumeAvailable {
 			continue
 		}
-		claim := pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name
-		capacity := pv.Spec.Capacity[corev1.ResourceStorage]
+		claim, capacity := claimOf(pv), pv.Spec.Capacity[corev1.ResourceStorage]
 		out = append(out, Finding{Code: PVReleased, Object: pvRef(pv),
 			Detail: detailf("PersistentVolume %s (%s) is %s: its claim %s is gone, the volume still exists and costs money until it is deleted",
 				pv.Name, capacity.String(), pv.Status.Phase, claim),
@@ -198,6 +230,23 @@ func CheckPVReleased(s Snapshot, _ Options) []Finding {
 				slog.String("claim", claim), slog.String("capacity", capacity.String())}})
 	}
 	return out
+}
+
+// managedVolumes returns the volumes whose claimRef points into a managed
+// namespace, bound or not.
+func managedVolumes(s Snapshot) []*corev1.PersistentVolume {
+	managed := ManagedNamespaces(s.Desired)
+	var out []*corev1.PersistentVolume
+	for _, pv := range s.PVs {
+		if pv.Spec.ClaimRef != nil && slices.Contains(managed, pv.Spec.ClaimRef.Namespace) {
+			out = append(out, pv)
+		}
+	}
+	return out
+}
+
+func claimOf(pv *corev1.PersistentVolume) string {
+	return pv.Spec.ClaimRef.Namespace + "/" + pv.Spec.ClaimRef.Name
 }
 
 // storageClassOf finds a class by name; nil name means the default class.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // kwokNodeAnnotation marks the nodes kwok plays the kubelet for.
@@ -109,15 +110,23 @@ func nodeStatus(n Node) corev1.NodeStatus {
 // createNodes registers the nodes, as kubelets would on start.
 func createNodes(ctx context.Context, cs kubernetes.Interface, nodes []Node) error {
 	for i, n := range nodes {
-		obj, err := cs.CoreV1().Nodes().Create(ctx, nodeObject(n, i), metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			obj, err = cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-		}
-		if err != nil {
+		_, err := cs.CoreV1().Nodes().Create(ctx, nodeObject(n, i), metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("Node/%s: create: %w", n.Name, err)
 		}
-		obj.Status = nodeStatus(n)
-		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		// kwok and the node controller write the status too: re-read and
+		// retry on a conflict.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			obj, err := cs.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			status := nodeStatus(n)
+			obj.Status.Capacity, obj.Status.Allocatable, obj.Status.Addresses = status.Capacity, status.Allocatable, status.Addresses
+			_, err = cs.CoreV1().Nodes().UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("Node/%s: status: %w", n.Name, err)
 		}
 	}

@@ -61,8 +61,15 @@ func (b *bench) driftBench(ctx context.Context, w io.Writer, root string) error 
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	defer func() { _ = cmd.Wait() }()
 	records := make(chan map[string]any, 256)
+	defer func() {
+		cancel() // SIGTERM; its last records are drained so it can exit
+		go func() {
+			for range records {
+			}
+		}()
+		_ = cmd.Wait()
+	}()
 	go func() {
 		defer close(records)
 		sc := bufio.NewScanner(stderr)
@@ -123,7 +130,7 @@ func (b *bench) driftBench(ctx context.Context, w io.Writer, root string) error 
 	p := func(q float64) time.Duration {
 		return latencies[int(q*float64(len(latencies)-1)+0.5)].Round(time.Millisecond)
 	}
-	fmt.Fprintf(w, "\ndrift detection latency (out-of-band change -> `drift detected`), %d changes: p50 %s, p99 %s, max %s\n",
+	fmt.Fprintf(w, "drift detection latency (out-of-band change -> `drift detected`), %d changes: p50 %s, p99 %s, max %s\n",
 		len(latencies), p(0.5), p(0.99), latencies[len(latencies)-1].Round(time.Millisecond))
 	fmt.Fprintln(w, "  (Flux and Argo CD notice drift at their next interval or refresh: minutes)")
 
