@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO ?= go
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 export CLUSTER_DIR
+# apt-get needs root; as another user, make runs it through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 MODULE = github.com/gitopsd/gitopsd
 # Packages whose tests start the local control plane.
@@ -10,7 +12,7 @@ E2E_PKGS = $(MODULE)/test/cluster $(MODULE)/test/e2e
 # Everything else: the pure core and test helpers, no cluster needed.
 UNIT_PKGS = $(filter-out $(E2E_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: all test lint unit e2e binaries cluster demo bench clean
+.PHONY: all test lint unit e2e binaries browser cluster demo bench clean
 
 all: test
 
@@ -31,8 +33,14 @@ unit:
 binaries:
 	$(GO) run ./test/cmd/localcluster -build-only
 
+## browser: Debian's chromium, for the status page test, if missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the status page test"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
 ## e2e: end-to-end tests on a real local control plane.
-e2e: binaries
+e2e: binaries browser
 	$(GO) test -count=1 -p 1 -timeout 40m $(E2E_PKGS)
 
 ## cluster: the local cluster in the foreground; kubeconfig at $(CLUSTER_DIR)/kubeconfig.

@@ -51,6 +51,22 @@ type ApplierOptions struct {
 	// (kubectl without --force-conflicts); by default gitopsd takes
 	// ownership, as Flux does, since git is the source of truth.
 	NoForceConflicts bool
+	// Live, when set, serves the live members of a set from a watch cache
+	// (the drift Watcher's informers) instead of a LIST per resource and
+	// namespace on every resync.
+	Live LiveCache
+}
+
+// LiveCache is a watch cache of a set's live members. It may lag the API
+// server by a watch event: an object it shows older than gitopsd last saw
+// is only read again, and a change it has not seen yet is the Watcher's to
+// report and heal as soon as it arrives.
+type LiveCache interface {
+	// LiveHashes returns the liveHash of every cached object of resource
+	// in namespace ("" when cluster-scoped) labelled part of ApplySet id,
+	// or false when the cache does not hold them (not watched, not synced
+	// yet, or another set).
+	LiveHashes(resource schema.GroupVersionResource, namespace, id string) (map[ObjRef][sha256.Size]byte, bool)
 }
 
 // Applier validates and server-side applies a set of objects.
@@ -194,7 +210,7 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 		if live, err = res.Get(ctx, obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			live = nil
 		} else if err != nil {
-			return plan{}, fmt.Errorf("%s: get: %w", ref, err)
+			return plan{}, fmt.Errorf("%s: get: %w", ref, explain(err))
 		}
 	}
 	if live != nil && a.unchangedSince(ref, liveHash(live), desired) {
@@ -211,7 +227,7 @@ func (a *Applier) dryRun(ctx context.Context, obj *unstructured.Unstructured, ns
 		if live, err = res.Get(ctx, obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
 			live = nil
 		} else if err != nil {
-			return plan{}, fmt.Errorf("%s: get: %w", ref, err)
+			return plan{}, fmt.Errorf("%s: get: %w", ref, explain(err))
 		}
 	}
 	if live == nil {
@@ -395,6 +411,11 @@ func explain(err error) error {
 		return fmt.Errorf("%w (a StatefulSet's volumeClaimTemplates, selector and serviceName cannot change in place; gitopsd never deletes a StatefulSet to change them: "+
 			"delete it with --cascade=orphan so its pods and claims stay, and the next sync recreates it)", err)
 	}
+	if apierrors.IsForbidden(err) && strings.Contains(msg, " cannot ") && strings.Contains(msg, "resource") {
+		// RBAC (admission plugins such as Pod Security also answer 403,
+		// with other words).
+		return fmt.Errorf("%w (gitopsd's identity lacks the RBAC rights for this kind here: grant get, list, watch, create, patch and delete on it in this namespace, as deploy/rbac-managed.yaml does for the MySQL stack's kinds, or take the object out of git)", err)
+	}
 	if apierrors.IsConflict(err) && strings.Contains(msg, "conflict") {
 		return fmt.Errorf("%w (another field manager owns these fields; gitopsd was started with conflicts refused)", err)
 	}
@@ -444,20 +465,47 @@ func (a *Applier) remember(ref ObjRef, live, desired [sha256.Size]byte) {
 // liveHash identifies a live object's state apart from its status: a
 // controller's status update (a Deployment's ready count) changes the
 // resourceVersion but cannot make the object differ from git, since git
-// sets no status; any other write, by anyone, changes the hash.
+// sets no status; any other write, by anyone, changes the hash. It is the
+// same for an object read from the API and for its copy in the Watcher's
+// cache, which normalizeLive trimmed (see LiveCache).
 func liveHash(live *unstructured.Unstructured) [sha256.Size]byte {
 	c := live.DeepCopy()
 	delete(c.Object, "status")
 	c.SetResourceVersion("")
-	var fields []metav1.ManagedFieldsEntry
-	for _, f := range c.GetManagedFields() {
-		if f.Subresource != "status" {
-			fields = append(fields, f)
-		}
-	}
-	c.SetManagedFields(fields)
+	normalizeLive(c)
 	data, _ := json.Marshal(c.Object)
 	return sha256.Sum256(data)
+}
+
+// lastAppliedAnnotation is kubectl's client-side apply record.
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// normalizeLive drops in place what neither the dry-run skip nor a drift
+// check reads of a live object: kubectl's last-applied annotation, the
+// managedFields of status writers, and gitopsd's own managedFields entry
+// (the largest: it owns every field git sets; a field it owns alone holds
+// git's value, so it never names the manager of a drifted one, and its
+// timestamp changes on every apply). It is idempotent.
+func normalizeLive(u *unstructured.Unstructured) {
+	if a := u.GetAnnotations(); a != nil {
+		if _, ok := a[lastAppliedAnnotation]; ok {
+			delete(a, lastAppliedAnnotation)
+			if len(a) == 0 {
+				a = nil
+			}
+			u.SetAnnotations(a)
+		}
+	}
+	fields := u.GetManagedFields()
+	var kept []metav1.ManagedFieldsEntry
+	for _, f := range fields {
+		if f.Subresource != "status" && f.Manager != FieldManager {
+			kept = append(kept, f)
+		}
+	}
+	if len(kept) != len(fields) {
+		u.SetManagedFields(kept) // nil when none: the field goes
+	}
 }
 
 // desiredHash identifies what gitopsd wants an object to be, leaving out the

@@ -44,7 +44,8 @@ func (l *liveSet) lookup(ref ObjRef) (hash [sha256.Size]byte, found, listed bool
 }
 
 // listLive lists, per resource and namespace, the objects carrying the
-// set's ApplySet part-of label. Objects without one label value shared by
+// set's ApplySet part-of label, or takes them from the LiveCache when it
+// holds them. Objects without one label value shared by
 // the whole set (a set not stamped by a Syncer) are not listed. A failed
 // LIST (say RBAC allows get but not list) only means those objects are read
 // one by one.
@@ -79,8 +80,14 @@ func (a *Applier) listLive(ctx context.Context, objs []*unstructured.Unstructure
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(a.opts.Concurrency)
 	for i := range results {
+		r := &results[i]
+		if a.opts.Live != nil {
+			if hashes, ok := a.opts.Live.LiveHashes(r.key.resource, r.key.namespace, id); ok {
+				r.hashes, r.ok = hashes, true
+				continue
+			}
+		}
 		g.Go(func() error {
-			r := &results[i]
 			res := a.dyn.Resource(r.key.resource).Namespace(r.key.namespace)
 			opts := metav1.ListOptions{LabelSelector: selector, Limit: listPageSize}
 			for {

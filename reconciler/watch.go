@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,7 +59,9 @@ type WatcherOptions struct {
 	// Events, when set, records a DriftDetected / DriftResolved Event on
 	// the affected object.
 	Events record.EventRecorder
-	// Debounce gathers a burst of watch events into one check. Default 50ms.
+	// Debounce gathers a burst of watch events into one check. Default
+	// 150ms: a rollout of hundreds of pods costs a few checks, not one per
+	// event, and an alert still comes well within a second.
 	Debounce time.Duration
 	// Metrics, when set, counts the open findings under Name.
 	Metrics *Metrics
@@ -87,6 +90,14 @@ type Watcher struct {
 	open      []drift.Finding
 	view      View
 
+	// The informers of managed objects and the ApplySet id they select,
+	// for LiveHashes; hashMemo keeps each cached object's liveHash until
+	// its resourceVersion changes.
+	cacheMu    sync.Mutex
+	managedInf map[watchKey]cache.SharedIndexInformer
+	cacheID    string
+	hashMemo   map[watchKey]map[types.UID]memoHash
+
 	// Owned by Run's goroutine.
 	informers map[watchKey]*watched
 	builtGen  int
@@ -104,6 +115,11 @@ type watched struct {
 	inf     cache.SharedIndexInformer
 	stop    context.CancelFunc
 	lastErr atomic.Pointer[error] // the last LIST or WATCH failure
+}
+
+type memoHash struct {
+	resourceVersion string
+	sum             [sha256.Size]byte
 }
 
 type objectInfo struct {
@@ -124,13 +140,14 @@ func NewWatcher(cs kubernetes.Interface, dyn dynamic.Interface, mapper meta.REST
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Debounce <= 0 {
-		opts.Debounce = 50 * time.Millisecond
+		opts.Debounce = 150 * time.Millisecond
 	}
 	if opts.Heal == nil {
 		opts.Heal = func() {}
 	}
 	return &Watcher{cs: cs, dyn: dyn, mapper: mapper, opts: opts, book: drift.NewBook(opts.Remind),
-		dirty: make(chan struct{}, 1), informers: map[watchKey]*watched{}}
+		dirty: make(chan struct{}, 1), informers: map[watchKey]*watched{},
+		managedInf: map[watchKey]cache.SharedIndexInformer{}, hashMemo: map[watchKey]map[types.UID]memoHash{}}
 }
 
 // Applying suspends the checks while a sync changes the cluster: objects in
@@ -314,11 +331,17 @@ func (w *Watcher) watch(ctx context.Context, desired []*unstructured.Unstructure
 		}
 		want[key] = true
 	}
-	selector := labels.SelectorFromSet(labels.Set{applySetPartOfLabel: sharedLabel(desired, applySetPartOfLabel)}).String()
+	id := sharedLabel(desired, applySetPartOfLabel)
+	selector := labels.SelectorFromSet(labels.Set{applySetPartOfLabel: id}).String()
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	w.cacheID = id
 	for key, i := range w.informers {
 		if !want[key] {
 			i.stop()
 			delete(w.informers, key)
+			delete(w.managedInf, key)
+			delete(w.hashMemo, key)
 		}
 	}
 	for key := range want {
@@ -337,6 +360,9 @@ func (w *Watcher) watch(ctx context.Context, desired []*unstructured.Unstructure
 		i.stop = stop
 		go inf.RunWithContext(ictx)
 		w.informers[key] = i
+		if key.managed {
+			w.managedInf[key] = inf
+		}
 	}
 }
 
@@ -362,11 +388,41 @@ func (w *Watcher) newInformer(key watchKey, selector string) cache.SharedIndexIn
 	return inf
 }
 
+// LiveHashes implements LiveCache: a resync of the set reads its members'
+// state from the informers that watch them for drift, not with a LIST.
+func (w *Watcher) LiveHashes(resource schema.GroupVersionResource, namespace, id string) (map[ObjRef][sha256.Size]byte, bool) {
+	key := watchKey{resource: resource, namespace: namespace, managed: true}
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	inf := w.managedInf[key]
+	if inf == nil || id == "" || id != w.cacheID || !inf.HasSynced() {
+		return nil, false
+	}
+	objs := inf.GetStore().List()
+	old := w.hashMemo[key]
+	memo := make(map[types.UID]memoHash, len(objs))
+	hashes := make(map[ObjRef][sha256.Size]byte, len(objs))
+	for _, o := range objs {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		h, ok := old[u.GetUID()]
+		if !ok || h.resourceVersion != u.GetResourceVersion() {
+			h = memoHash{resourceVersion: u.GetResourceVersion(), sum: liveHash(u)}
+		}
+		memo[u.GetUID()] = h
+		hashes[RefOf(u)] = h.sum
+	}
+	w.hashMemo[key] = memo
+	return hashes, true
+}
+
 // trimManaged drops from cached managed objects what no check reads, so a
-// large inventory costs little memory: the last-applied annotation, the
-// managedFields of status writers, and the status of all but workloads
-// (pod checks and the status page read a StatefulSet's). The managedFields
-// of other writers stay: object-drift names the manager that changed a field.
+// large inventory costs little memory: what normalizeLive drops, and the
+// status of all but workloads (pod checks and the status page read a
+// StatefulSet's). The managedFields of other writers stay: object-drift
+// names the manager that changed a field.
 func trimManaged(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -375,20 +431,7 @@ func trimManaged(obj any) (any, error) {
 	if u.GroupVersionKind().Group != "apps" {
 		delete(u.Object, "status")
 	}
-	if a := u.GetAnnotations(); a["kubectl.kubernetes.io/last-applied-configuration"] != "" {
-		delete(a, "kubectl.kubernetes.io/last-applied-configuration")
-		u.SetAnnotations(a)
-	}
-	fields := u.GetManagedFields()
-	kept := fields[:0]
-	for _, f := range fields {
-		if f.Subresource != "status" {
-			kept = append(kept, f)
-		}
-	}
-	if len(kept) != len(fields) {
-		u.SetManagedFields(kept)
-	}
+	normalizeLive(u)
 	return u, nil
 }
 

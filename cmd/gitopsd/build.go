@@ -87,7 +87,7 @@ func diff(ctx context.Context, o *options, w io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	plans, err := newSyncer(o, src, c).Plan(ctx)
+	plans, err := newSyncer(o, src, c, nil).Plan(ctx)
 	if err != nil {
 		return 0, err
 	}

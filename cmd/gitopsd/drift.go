@@ -88,7 +88,7 @@ func currentDrift(cmd *cobra.Command, o *options) ([]drift.Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	desired, _, err := newSyncer(o, src, c).Desired(cmd.Context())
+	desired, _, err := newSyncer(o, src, c, nil).Desired(cmd.Context())
 	if err != nil {
 		return nil, err
 	}

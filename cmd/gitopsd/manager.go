@@ -82,7 +82,7 @@ func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
 	if src.watched != nil {
 		changed = src.watched.Changed()
 	}
-	loop = reconciler.NewLoop(newSyncer(o, src, m.c, withObserver(watcher)), reconciler.LoopOptions{
+	loop = reconciler.NewLoop(newSyncer(o, src, m.c, watcher, withObserver(watcher)), reconciler.LoopOptions{
 		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name,
 		OnSync: m.syncEvents(o.inventoryNamespace, name)})
 	ctx, cancel := context.WithCancel(ctx)

@@ -151,7 +151,7 @@ func syncAllOnce(ctx context.Context, specs []*options, c *clients, logger *slog
 		if err != nil {
 			return err
 		}
-		res, err := newSyncer(o, src, c).Sync(ctx)
+		res, err := newSyncer(o, src, c, nil).Sync(ctx)
 		if err != nil {
 			reconciler.LogSync(ctx, logger, slog.LevelError, o.path, res, err)
 			return exitError(1)

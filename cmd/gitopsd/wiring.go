@@ -126,8 +126,11 @@ func newClients(o *options) (*clients, error) {
 	return c, nil
 }
 
-func newSyncer(o *options, src reconciler.Source, c *clients, mods ...func(*reconciler.SyncOptions)) *reconciler.Syncer {
-	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{NoForceConflicts: !o.forceConflicts, Concurrency: o.applyConcurrency})
+// newSyncer makes the Syncer of one sync. live, when not nil, is the drift
+// Watcher whose caches serve the resyncs' live state.
+func newSyncer(o *options, src reconciler.Source, c *clients, live reconciler.LiveCache, mods ...func(*reconciler.SyncOptions)) *reconciler.Syncer {
+	applier := reconciler.NewApplier(c.dyn, c.mapper, reconciler.ApplierOptions{
+		NoForceConflicts: !o.forceConflicts, Concurrency: o.applyConcurrency, Live: live})
 	inv := reconciler.NewInventory(c.cs, o.inventoryNamespace, inventoryName(o, src))
 	opts := reconciler.SyncOptions{
 		NoPrune: !o.prune, PruneMaxShare: o.pruneMaxShare, HealthTimeout: o.healthTimeout, NoWait: !o.wait,

@@ -44,6 +44,7 @@ func seedRepo(t *testing.T, srv *gitServer, ns string) *workRepo {
 // server serves it.
 func seedRepoAt(t *testing.T, bare, ns string) *workRepo {
 	t.Helper()
+	releaseNamespace(t, ns)
 	w := &workRepo{t: t, dir: t.TempDir()}
 	w.git(filepath.Dir(bare), "init", "--quiet", "--bare", "--initial-branch=main", bare)
 	w.git(w.dir, "init", "--quiet", "--initial-branch=main")

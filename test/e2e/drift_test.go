@@ -106,7 +106,9 @@ func TestDrift(t *testing.T) {
 	srv := newGitServer(t)
 	repo := seedRepo(t, srv, ns)
 	first := repo.git(repo.dir, "rev-parse", "HEAD")
-	source := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/dev"}
+	// The daemon and `gitopsd drift` run with deploy/'s RBAC, not as admin.
+	source := append([]string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/dev"},
+		asServiceAccount(t, ns)...)
 	d := startDaemon(t, append(source, "--interval", "2s", "--pod-not-ready-grace", "1s", "--pod-missing-grace", "10s")...)
 	bin := buildGitopsd(t)
 	ctx := t.Context()
@@ -137,10 +139,16 @@ func TestDrift(t *testing.T) {
 		if rec.str("detail") == "" || rec.str("level") != "WARN" {
 			t.Errorf("record %v: want a detail, level WARN", rec)
 		}
-		code, findings := gitopsdDrift(t, bin, append(source, "--pod-not-ready-grace", "1s")...)
-		if code != 1 || !hasFinding(findings, "pod-not-ready", pod("mysql-1")) {
-			t.Errorf("gitopsd drift while mysql-1 is not ready: exit %d, %v", code, findings)
-		}
+		// The one-shot only has the Ready condition's time, in whole
+		// seconds, and rounds it up so the grace is never cut short: it
+		// may report a second after the daemon.
+		eventually(t, alertWithin, "gitopsd drift reports mysql-1 not ready", func(context.Context) error {
+			code, findings := gitopsdDrift(t, bin, append(source, "--pod-not-ready-grace", "1s")...)
+			if code != 1 || !hasFinding(findings, "pod-not-ready", pod("mysql-1")) {
+				return fmt.Errorf("exit %d, %v", code, findings)
+			}
+			return nil
+		})
 		if err := cluster.ClearFault(ctx, cs, ns, "mysql-1", cluster.NotReadyAnnotation); err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +188,7 @@ func TestDrift(t *testing.T) {
 		d.waitFor(t, 30*time.Second, "sync to 3", syncComplete(repo.commit("scale to 3")))
 		waitStatefulSetReady(t, ns, 3)
 		editFile(t, repo.path("overlays/dev/kustomization.yaml"), func(s string) string { return strings.Replace(s, "count: 3", "count: 2", 1) })
-		repo.commit("scale back to 2")
+		down := repo.commit("scale back to 2")
 		pvc := "PersistentVolumeClaim/" + ns + "/data-mysql-2"
 		rec := d.waitFor(t, 10*time.Second+alertWithin, "pvc-orphaned detected", driftRecord(reconciler.MsgDriftDetected, "pvc-orphaned", pvc))
 		if rec["ordinal"] != float64(2) || rec["replicas"] != float64(2) {
@@ -196,9 +204,7 @@ func TestDrift(t *testing.T) {
 		if f := getStatus(t, base).Syncs[0].Findings; len(f) != 1 || f[0].Drift != "pvc-orphaned" || f[0].Object != pvc {
 			t.Errorf("/status findings %+v, want the orphaned claim", f)
 		}
-		if _, page := httpGet(t, base+"/"); !strings.Contains(string(page), `data-drift="pvc-orphaned"`) {
-			t.Errorf("status page does not show the pvc-orphaned alert")
-		}
+		checkStatusPage(t, base, ns, down, pvc)
 
 		pv1 := "PersistentVolume/" + volumeOf(t, ns, "data-mysql-1")
 		patchReclaim(t, volumeOf(t, ns, "data-mysql-1"), corev1.PersistentVolumeReclaimRetain)
@@ -245,6 +251,29 @@ func TestDrift(t *testing.T) {
 			t.Errorf("replicas %d after self-heal, want git's 2", got)
 		}
 	})
+
+	t.Run("a kind outside deploy/'s RBAC fails, naming the object", func(t *testing.T) {
+		const password = "e2e-never-logged-7f3a9c"
+		writeFile(t, repo.path("overlays/dev/extra.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new-and-valid\n  namespace: "+ns+
+			"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: mysql-root\n  namespace: "+ns+"\nstringData:\n  password: "+password+"\n")
+		appendResource(t, repo.path("overlays/dev"), "extra.yaml")
+		sha := repo.commit("a Secret, which deploy/ does not let gitopsd manage")
+		rec := d.waitFor(t, 30*time.Second, "sync failed at validate", syncFailed(reconciler.StageValidate, sha))
+		secret := "Secret/" + ns + "/mysql-root"
+		if msg := rec.str("error"); !strings.Contains(msg, secret) || !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "RBAC") {
+			t.Errorf("error %q: want it to name %s, say forbidden and point at RBAC", msg, secret)
+		}
+		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "new-and-valid", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("ConfigMap new-and-valid of the refused commit exists (err %v)", err)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, r := range d.records {
+			if line, _ := json.Marshal(r); strings.Contains(string(line), password) {
+				t.Errorf("a log record shows the Secret's value: %s", line)
+			}
+		}
+	})
 }
 
 // TestDriftSelfHealOff: with --self-heal=false an out-of-band change is
@@ -253,7 +282,8 @@ func TestDriftSelfHealOff(t *testing.T) {
 	const ns = "drift-noheal-e2e"
 	srv := newGitServer(t)
 	repo := seedRepo(t, srv, ns)
-	source := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/dev"}
+	source := append([]string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/dev"},
+		asServiceAccount(t, ns)...)
 	d := startDaemon(t, append(source, "--interval", "2s", "--self-heal=false")...)
 	d.waitFor(t, 90*time.Second, "first sync complete", syncComplete(repo.git(repo.dir, "rev-parse", "HEAD")))
 	waitStatefulSetReady(t, ns, 2)
@@ -360,6 +390,46 @@ func waitEvent(t *testing.T, ns, pod, reason string) {
 		}
 		if len(list.Items) == 0 {
 			return errors.New("none yet")
+		}
+		return nil
+	})
+}
+
+// checkStatusPage loads the status page in headless Chromium while claim
+// data-mysql-2 is orphaned (the StatefulSet back at 2 replicas, revision
+// sha): it shows the revision, the StatefulSet's pods ready, every claim
+// with its volume, capacity and reclaim policy, and the one open alert, in
+// red.
+func checkStatusPage(t *testing.T, base, ns, sha, orphan string) {
+	t.Helper()
+	volumes := map[string]string{}
+	for _, claim := range []string{"data-mysql-0", "data-mysql-1", "data-mysql-2"} {
+		volumes[ns+"/"+claim] = volumeOf(t, ns, claim)
+	}
+	browser := inBrowser(t)
+	checkPageInBrowser(t, browser, base+"/", 30*time.Second, func(p renderedPage) error {
+		var errs []string
+		if p.Title != "gitopsd" || !strings.Contains(p.Revision, sha) || !strings.HasPrefix(p.LastSync, "Last sync: success") {
+			errs = append(errs, fmt.Sprintf("title %q, revision %q, last sync %q: want revision %s and a success", p.Title, p.Revision, p.LastSync, sha))
+		}
+		sts := row(p.Workloads, "StatefulSet/"+ns+"/mysql")
+		if len(sts) != 4 || sts[1] != "2" || sts[2] != "2" ||
+			!strings.Contains(sts[3], "mysql-0 2/2 Running") || !strings.Contains(sts[3], "mysql-1 2/2 Running") {
+			errs = append(errs, fmt.Sprintf("workload row %q: want 2 replicas, 2 ready, mysql-0 and mysql-1 2/2 Running", sts))
+		}
+		for claim, volume := range volumes {
+			r := row(p.Claims, claim)
+			if len(r) != 6 || r[1] != "Bound" || r[2] != volume || r[3] == "" || r[4] != "mysql-gp2" || r[5] != "Delete" {
+				errs = append(errs, fmt.Sprintf("claim row %q: want Bound to %s, a capacity, mysql-gp2, Delete", r, volume))
+			}
+		}
+		if len(p.Alerts) != 1 || len(p.Alerts[0]) != 3 || p.Alerts[0][0] != "pvc-orphaned" || p.Alerts[0][1] != orphan || p.Alerts[0][2] == "" {
+			errs = append(errs, fmt.Sprintf("alerts %q: want the one pvc-orphaned alert for %s", p.Alerts, orphan))
+		} else if p.AlertColor != "rgb(179, 38, 30)" {
+			errs = append(errs, fmt.Sprintf("the alert is painted %s, want red rgb(179, 38, 30)", p.AlertColor))
+		}
+		if len(errs) > 0 {
+			return errors.New(strings.Join(errs, "; "))
 		}
 		return nil
 	})

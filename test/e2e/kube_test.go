@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,6 +17,19 @@ import (
 
 	"github.com/gitopsd/gitopsd/reconciler"
 )
+
+// releaseNamespace deletes namespace ns when the test ends. The three
+// simulated nodes have room for about twenty MySQL pods, so each test gives
+// its stack's CPU back to the tests after it. The test's other cleanups
+// (registered later, run earlier) stop its daemon first.
+func releaseNamespace(t *testing.T, ns string) {
+	t.Cleanup(func() {
+		err := env.cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("release namespace %s: %v", ns, err)
+		}
+	})
+}
 
 // applyAll server-side applies objs in order with the given field manager, as
 // `kubectl apply --server-side` would. dryRun validates without persisting.

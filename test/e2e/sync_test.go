@@ -100,6 +100,7 @@ func newSyncer(t *testing.T, src reconciler.Source, ns string, counter *writeCou
 
 func newSyncerWithBuild(t *testing.T, src reconciler.Source, ns string, counter *writeCounter, build reconciler.BuildFunc) *reconciler.Syncer {
 	t.Helper()
+	releaseNamespace(t, ns)
 	cfg := env.cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 100, 200
 	if counter != nil {

@@ -29,6 +29,7 @@ const ns = "mysql"
 // with plain server-side apply of overlays/dev: every step a person did by
 // hand with kubectl, with the outcome the walkthrough describes.
 func TestWalkthrough(t *testing.T) {
+	releaseNamespace(t, ns)
 	root, err := manifests.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

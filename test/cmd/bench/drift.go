@@ -49,10 +49,18 @@ func (b *bench) driftBench(ctx context.Context, w io.Writer, root string) error 
 	if err := mysqlStack(root, dir, ns); err != nil {
 		return err
 	}
+	// A git source: it changes only by commit, so nothing but the drift
+	// itself makes the daemon sync during the measurement.
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"},
+		{"-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "stack"}} {
+		if err := command(ctx, dir, "git", args...); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, b.gitopsd, "run", "--dir", dir, "--path", ".", "--kubeconfig", b.kubeconfig,
-		"--name", "bench-drift", "--interval", "1m", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--log-level", "info")
+	cmd := exec.CommandContext(ctx, b.gitopsd, "run", "--git-url", "file://"+dir, "--git-ref", "main", "--path", ".", "--kubeconfig", b.kubeconfig,
+		"--cache-dir", filepath.Join(b.work, "drift-cache"), "--name", "bench-drift", "--interval", "1m", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--log-level", "info")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
