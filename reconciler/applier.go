@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -469,8 +470,17 @@ func (a *Applier) remember(ref ObjRef, live, desired [sha256.Size]byte) {
 // same for an object read from the API and for its copy in the Watcher's
 // cache, which normalizeLive trimmed (see LiveCache).
 func liveHash(live *unstructured.Unstructured) [sha256.Size]byte {
-	c := live.DeepCopy()
+	// A copy of the two levels it changes, not of the whole object: the
+	// Watcher hashes cached objects it must not change, a thousand at once.
+	c := &unstructured.Unstructured{Object: maps.Clone(live.Object)}
 	delete(c.Object, "status")
+	if md, ok := c.Object["metadata"].(map[string]any); ok {
+		md = maps.Clone(md)
+		if a, ok := md["annotations"].(map[string]any); ok {
+			md["annotations"] = maps.Clone(a)
+		}
+		c.Object["metadata"] = md
+	}
 	c.SetResourceVersion("")
 	normalizeLive(c)
 	data, _ := json.Marshal(c.Object)

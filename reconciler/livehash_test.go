@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -54,8 +55,12 @@ func TestLiveHashSameForCachedCopy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		before := obj.DeepCopy()
 		if liveHash(obj) != liveHash(cached.(*unstructured.Unstructured)) {
 			t.Errorf("%s: liveHash of the API object and of its cached copy differ", RefOf(obj))
+		}
+		if !equality.Semantic.DeepEqual(before, obj) {
+			t.Errorf("%s: liveHash changed the object it hashed", RefOf(obj))
 		}
 	}
 }

@@ -187,6 +187,13 @@ func (l *Loop) record(res SyncResult, err error) {
 // LogSync writes the record of one sync as DESIGN.md fixes it: `sync
 // complete` with the counts, or `sync failed` with the stage, at level.
 func LogSync(ctx context.Context, logger *slog.Logger, level slog.Level, path string, res SyncResult, err error) {
+	if logger.Enabled(ctx, slog.LevelDebug) && !res.Skipped {
+		attrs := []any{"revision", res.Revision, "fetch", res.FetchDuration.Round(time.Millisecond).String()}
+		for _, st := range res.Stages {
+			attrs = append(attrs, string(st.Stage), st.Duration.Round(time.Millisecond).String())
+		}
+		logger.Debug("sync stages", attrs...)
+	}
 	if err != nil {
 		se := &SyncError{Err: err}
 		errors.As(err, &se)

@@ -103,9 +103,24 @@ type SyncResult struct {
 	SupersededBy string
 	// FetchDuration is how long the source fetch took.
 	FetchDuration time.Duration
+	// Stages holds how long each stage after the fetch took, in order
+	// (build, validate, apply, prune, health): where a slow sync spends
+	// its time. Logged at debug level.
+	Stages []StageTime
 	// Skipped is set when the revision was applied before and
 	// OnlyNewRevisions is on: nothing was read or written.
 	Skipped bool
+}
+
+// StageTime is the duration of one stage of a sync.
+type StageTime struct {
+	Stage    Stage
+	Duration time.Duration
+}
+
+// timeStage records since when stage began.
+func (r *SyncResult) timeStage(stage Stage, began time.Time) {
+	r.Stages = append(r.Stages, StageTime{Stage: stage, Duration: time.Since(began)})
 }
 
 // Count returns how many objects got the action.
@@ -184,7 +199,9 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 		res.Skipped = true
 		return res, nil
 	}
+	began := time.Now()
 	objs, err := s.buildOnce(ctx, snap)
+	res.timeStage(StageBuild, began)
 	if err != nil {
 		return res, &SyncError{Stage: StageBuild, Err: err}
 	}
@@ -196,11 +213,13 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 		s.stamp(obj, snap.Revision)
 		current[i] = RefOf(obj)
 	}
+	began = time.Now()
 	previous, _, err := s.inv.Load(ctx)
 	if err != nil {
 		return res, &SyncError{Stage: StageValidate, Err: err}
 	}
 	plans, err := s.applier.Validate(ctx, objs)
+	res.timeStage(StageValidate, began)
 	if err != nil {
 		return res, &SyncError{Stage: StageValidate, Err: err}
 	}
@@ -215,6 +234,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	}
 	// Record the union first: a sync cut short after applying still knows
 	// every object it may have created.
+	began = time.Now()
 	stored := previous
 	if changed(stored, union(previous, current)) {
 		stored = union(previous, current)
@@ -223,17 +243,24 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 		}
 	}
 	res.Changes, err = s.applier.Apply(ctx, plans)
+	res.timeStage(StageApply, began)
 	if err != nil {
 		return res, &SyncError{Stage: StageApply, Err: err}
 	}
-	if err := s.prune(ctx, previous, current, stored, snap.Revision, &res); err != nil {
+	began = time.Now()
+	err = s.prune(ctx, previous, current, stored, snap.Revision, &res)
+	res.timeStage(StagePrune, began)
+	if err != nil {
 		return res, &SyncError{Stage: StagePrune, Err: err}
 	}
 	applied = true
 	if s.opts.Observer != nil {
 		s.opts.Observer.Applied(objs)
 	}
-	if err := s.waitHealthy(ctx, snap.Revision, res.Changes, objs, &res); err != nil {
+	began = time.Now()
+	err = s.waitHealthy(ctx, snap.Revision, res.Changes, objs, &res)
+	res.timeStage(StageHealth, began)
+	if err != nil {
 		return res, &SyncError{Stage: StageHealth, Err: err}
 	}
 	if res.SupersededBy == "" {

@@ -94,7 +94,7 @@ type clients struct {
 	config *rest.Config
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
-	mapper *restmapper.DeferredDiscoveryRESTMapper
+	mapper *reconciler.CachedMapper
 }
 
 func newClients(o *options) (*clients, error) {
@@ -122,7 +122,7 @@ func newClients(o *options) (*clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))
+	c.mapper = reconciler.NewCachedMapper(restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)))
 	return c, nil
 }
 

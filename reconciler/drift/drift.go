@@ -157,6 +157,15 @@ type Snapshot struct {
 	// PVs and StorageClasses of the cluster.
 	PVs            []*corev1.PersistentVolume
 	StorageClasses []*storagev1.StorageClass
+
+	// memo, set by Check, shares what several checks derive from the
+	// snapshot (its workloads) among them.
+	memo *memo
+}
+
+type memo struct {
+	workloads []workload
+	done      bool
 }
 
 // ManagedNamespaces lists, sorted, the namespaces of a desired set: those
@@ -179,6 +188,7 @@ func ManagedNamespaces(desired []*unstructured.Unstructured) []string {
 // Check runs every check; the findings are sorted by Key (stable, so the
 // result is deterministic for a given snapshot).
 func Check(s Snapshot, o Options) []Finding {
+	s.memo = &memo{}
 	var out []Finding
 	for _, check := range []func(Snapshot, Options) []Finding{
 		CheckObjectDrift, CheckObjectMissing, CheckPodNotReady, CheckPodMissing, CheckPodRestarting,
@@ -202,6 +212,13 @@ type workload struct {
 
 // workloads returns the live managed workloads, in desired order.
 func workloads(s Snapshot) []workload {
+	if s.memo != nil && s.memo.done {
+		return s.memo.workloads
+	}
+	podsIn := map[string][]*corev1.Pod{}
+	for _, pod := range s.Pods {
+		podsIn[pod.Namespace] = append(podsIn[pod.Namespace], pod)
+	}
 	var out []workload
 	for _, obj := range s.Desired {
 		ref := RefOf(obj)
@@ -214,12 +231,15 @@ func workloads(s Snapshot) []workload {
 			continue // an empty selector would claim every pod
 		}
 		w.ref, w.selector = ref, selector
-		for _, pod := range s.Pods {
-			if pod.Namespace == ref.Namespace && selector.Matches(labels.Set(pod.Labels)) {
+		for _, pod := range podsIn[ref.Namespace] {
+			if selector.Matches(labels.Set(pod.Labels)) {
 				w.pods = append(w.pods, pod)
 			}
 		}
 		out = append(out, w)
+	}
+	if s.memo != nil {
+		s.memo.workloads, s.memo.done = out, true
 	}
 	return out
 }
@@ -232,25 +252,45 @@ func asWorkload(ref Ref, live *unstructured.Unstructured) (w workload, sel *meta
 	}
 	switch ref.Kind {
 	case "StatefulSet":
+		// The storage checks read its whole spec; a stack has few.
 		if sts, ok := convert[appsv1.StatefulSet](live); ok {
 			return workload{sts: sts, replicas: replicasOr1(sts.Spec.Replicas)}, sts.Spec.Selector, true
 		}
-	case "Deployment":
-		if d, ok := convert[appsv1.Deployment](live); ok {
-			return workload{replicas: replicasOr1(d.Spec.Replicas)}, d.Spec.Selector, true
+	case "Deployment", "ReplicaSet":
+		// Only replicas and the selector: a set may hold hundreds.
+		sel, ok := selectorOf(live)
+		if !ok {
+			return w, nil, false
 		}
-	case "ReplicaSet":
-		if rs, ok := convert[appsv1.ReplicaSet](live); ok {
-			return workload{replicas: replicasOr1(rs.Spec.Replicas)}, rs.Spec.Selector, true
+		replicas := int32(1)
+		if r, found, err := unstructured.NestedInt64(live.Object, "spec", "replicas"); err == nil && found {
+			replicas = int32(r)
 		}
+		return workload{replicas: replicas}, sel, true
 	case "DaemonSet":
 		// A DaemonSet wants one pod per eligible node, which only its
 		// status knows.
-		if ds, ok := convert[appsv1.DaemonSet](live); ok {
-			return workload{replicas: ds.Status.DesiredNumberScheduled}, ds.Spec.Selector, true
+		sel, ok := selectorOf(live)
+		if !ok {
+			return w, nil, false
 		}
+		n, _, _ := unstructured.NestedInt64(live.Object, "status", "desiredNumberScheduled")
+		return workload{replicas: int32(n)}, sel, true
 	}
 	return w, nil, false
+}
+
+// selectorOf reads spec.selector of a live workload.
+func selectorOf(live *unstructured.Unstructured) (*metav1.LabelSelector, bool) {
+	m, found, err := unstructured.NestedMap(live.Object, "spec", "selector")
+	if err != nil || !found {
+		return nil, false
+	}
+	var sel metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &sel); err != nil {
+		return nil, false
+	}
+	return &sel, true
 }
 
 // convert reads an unstructured object into its typed form.

@@ -64,8 +64,23 @@ func TestLeaderElection(t *testing.T) {
 	sha := repo.commit("scale to 3 after the leader died")
 	standby.waitFor(t, 30*time.Second, "the standby applies the next commit", syncComplete(sha))
 	t.Logf("the standby applied the next commit %s after the leader was killed", time.Since(killed).Round(100*time.Millisecond))
-	if !standby.has(func(r logRecord) bool { return r.str("msg") == "leader elected" }) {
-		t.Error("no `leader elected` record from the new leader")
+	var elected logRecord
+	standby.mu.Lock()
+	for _, r := range standby.records {
+		if r.str("msg") == "leader elected" {
+			elected = r
+		}
+	}
+	standby.mu.Unlock()
+	if elected == nil {
+		t.Fatal("no `leader elected` record from the new leader")
+	}
+	// The Lease lasts 15 s from the dead leader's last renewal, and the
+	// standby retries every 2 s.
+	takeover := recordTime(t, elected).Sub(killed)
+	t.Logf("the standby took the Lease %s after the leader was killed", takeover.Round(100*time.Millisecond))
+	if takeover > 20*time.Second {
+		t.Errorf("the standby took the Lease %s after the leader's death, want within 20s", takeover)
 	}
 }
 
