@@ -356,7 +356,10 @@ func (a *Applier) patch(ctx context.Context, res dynamic.ResourceInterface, obj 
 	if err != nil {
 		return nil, err
 	}
-	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+	// Strict: a field the schema does not know (a typo in git) fails the
+	// dry-run, naming the field, instead of being dropped with a warning
+	// (the API server's default for apply).
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force, FieldValidation: metav1.FieldValidationStrict}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}

@@ -247,29 +247,35 @@ func TestDaemon(t *testing.T) {
 		name   string
 		stage  reconciler.Stage
 		break_ func()
-		names  string
+		names  []string // what the error must name
 	}{
 		{"malformed kustomization", reconciler.StageBuild, func() {
 			writeFile(t, repo.path("overlays/dev/kustomization.yaml"), "resources:\n- ../../base\nreplicas: [: oops\n")
-		}, "overlays/dev/kustomization.yaml"},
+		}, []string{"overlays/dev/kustomization.yaml"}},
 		{"schema error", reconciler.StageValidate, func() {
 			writeFile(t, repo.path("overlays/dev/extra.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new-and-valid\n  namespace: "+ns+"\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: broken\n  namespace: "+ns+"\nspec:\n  ports:\n  - port: 700000\n")
 			appendResource(t, repo.path("overlays/dev"), "extra.yaml")
-		}, "Service/" + ns + "/broken"},
+		}, []string{"Service/" + ns + "/broken", "spec.ports[0].port"}},
+		{"unknown field", reconciler.StageValidate, func() {
+			writeFile(t, repo.path("overlays/dev/extra.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: new-and-valid\n  namespace: "+ns+"\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: typo\n  namespace: "+ns+"\nspec:\n  ports:\n  - port: 80\n  selectr: {app: mysql}\n")
+			appendResource(t, repo.path("overlays/dev"), "extra.yaml")
+		}, []string{"Service/" + ns + "/typo", ".spec.selectr: field not declared in schema"}},
 		{"symlink out of the repository", reconciler.StageBuild, func() {
 			if err := os.Symlink("/etc/passwd", repo.path("overlays/dev/evil.yaml")); err != nil {
 				t.Fatal(err)
 			}
 			appendResource(t, repo.path("overlays/dev"), "evil.yaml")
-		}, "evil.yaml"},
+		}, []string{"evil.yaml"}},
 	}
 	for _, tc := range broken {
 		t.Run(tc.name+" fails at "+string(tc.stage)+" and changes nothing", func(t *testing.T) {
 			tc.break_()
 			sha := repo.commit(tc.name)
 			rec := d.waitFor(t, 20*time.Second, "sync failed at "+string(tc.stage), syncFailed(tc.stage, sha))
-			if !strings.Contains(rec.str("error"), tc.names) {
-				t.Errorf("error %q does not name %q", rec.str("error"), tc.names)
+			for _, name := range tc.names {
+				if !strings.Contains(rec.str("error"), name) {
+					t.Errorf("error %q does not name %q", rec.str("error"), name)
+				}
 			}
 			sts, err := env.cs.AppsV1().StatefulSets(ns).Get(ctx, "mysql", metav1.GetOptions{})
 			if err != nil {
