@@ -88,12 +88,11 @@ func inBrowser(t *testing.T) context.Context {
 }
 
 // checkPageInBrowser loads url in the browser of ctx until what it renders
-// passes check, or fails the test after timeout. The last rendering is
-// saved as a PNG under $E2E_ARTIFACTS, when set.
+// passes check, or fails the test after timeout. Each rendering is saved as
+// a PNG under $E2E_ARTIFACTS, when set.
 func checkPageInBrowser(t *testing.T, ctx context.Context, url string, timeout time.Duration, check func(renderedPage) error) renderedPage {
 	t.Helper()
 	var page renderedPage
-	var shot []byte
 	eventually(t, timeout, "status page in Chromium", func(context.Context) error {
 		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
@@ -104,17 +103,19 @@ func checkPageInBrowser(t *testing.T, ctx context.Context, url string, timeout t
 		if page, err = chromedp.Run(tctx, chromedp.Evaluate[renderedPage](readPageJS)); err != nil {
 			return fmt.Errorf("read %s: %w", url, err)
 		}
-		if shot, err = chromedp.Run(tctx, chromedp.FullScreenshot(90)); err != nil {
-			return fmt.Errorf("screenshot %s: %w", url, err)
+		if dir := os.Getenv("E2E_ARTIFACTS"); dir != "" {
+			// Saved at every attempt, so a failing page is there to see.
+			shot, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				return fmt.Errorf("screenshot %s: %w", url, err)
+			}
+			name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".png")
+			if err := os.WriteFile(name, shot, 0o644); err != nil {
+				t.Logf("save screenshot: %v", err)
+			}
 		}
 		return check(page)
 	})
-	if dir := os.Getenv("E2E_ARTIFACTS"); dir != "" && len(shot) > 0 {
-		name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".png")
-		if err := os.WriteFile(name, shot, 0o644); err != nil {
-			t.Logf("save screenshot: %v", err)
-		}
-	}
 	return page
 }
 
