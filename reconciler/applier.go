@@ -475,14 +475,12 @@ func (a *Applier) remember(ref ObjRef, live, desired [sha256.Size]byte) {
 func liveHash(live *unstructured.Unstructured) [sha256.Size]byte {
 	// A copy of the two levels it changes, not of the whole object: the
 	// Watcher hashes cached objects it must not change, a thousand at once.
+	// (normalizeLive replaces annotations and managedFields, never edits
+	// them in place.)
 	c := &unstructured.Unstructured{Object: maps.Clone(live.Object)}
 	delete(c.Object, "status")
 	if md, ok := c.Object["metadata"].(map[string]any); ok {
-		md = maps.Clone(md)
-		if a, ok := md["annotations"].(map[string]any); ok {
-			md["annotations"] = maps.Clone(a)
-		}
-		c.Object["metadata"] = md
+		c.Object["metadata"] = maps.Clone(md)
 	}
 	c.SetResourceVersion("")
 	normalizeLive(c)

@@ -90,17 +90,16 @@ func inBrowser(t *testing.T) context.Context {
 // checkPageInBrowser loads url in the browser of ctx until what it renders
 // passes check, or fails the test after timeout. Each rendering is saved as
 // a PNG under $E2E_ARTIFACTS, when set.
-func checkPageInBrowser(t *testing.T, ctx context.Context, url string, timeout time.Duration, check func(renderedPage) error) renderedPage {
+func checkPageInBrowser(t *testing.T, ctx context.Context, url string, timeout time.Duration, check func(renderedPage) error) {
 	t.Helper()
-	var page renderedPage
 	eventually(t, timeout, "status page in Chromium", func(context.Context) error {
 		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
 		if err := chromedp.Do(tctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("h1"))); err != nil {
 			return fmt.Errorf("load %s: %w", url, err)
 		}
-		var err error
-		if page, err = chromedp.Run(tctx, chromedp.Evaluate[renderedPage](readPageJS)); err != nil {
+		page, err := chromedp.Run(tctx, chromedp.Evaluate[renderedPage](readPageJS))
+		if err != nil {
 			return fmt.Errorf("read %s: %w", url, err)
 		}
 		if dir := os.Getenv("E2E_ARTIFACTS"); dir != "" {
@@ -116,7 +115,6 @@ func checkPageInBrowser(t *testing.T, ctx context.Context, url string, timeout t
 		}
 		return check(page)
 	})
-	return page
 }
 
 // row finds the row whose first cell is first.

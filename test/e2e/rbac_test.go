@@ -79,7 +79,8 @@ func asServiceAccount(t *testing.T, ns string) []string {
 		t.Fatal(err)
 	}
 
-	// It is not an admin: it cannot read Secrets, anywhere.
+	// It is not an admin: it cannot even read the Secrets of the namespace
+	// it manages.
 	restCfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		t.Fatal(err)
