@@ -349,6 +349,26 @@ func (c *Cluster) LogPath(component string) string {
 	return filepath.Join(c.dir, "logs", component+".log")
 }
 
+// CPUTime is the CPU time (user + system) the control plane's processes
+// have used since they started: etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler and kwok (not the simulated CSI
+// driver, which runs in the caller's process). Linux only. make bench reads
+// it around each run to show what a run cost the cluster besides the tool.
+func (c *Cluster) CPUTime() (time.Duration, error) {
+	c.mu.Lock()
+	procs := append([]*process(nil), c.procs...)
+	c.mu.Unlock()
+	var total time.Duration
+	for _, p := range procs {
+		t, err := cpuTime(p.cmd.Process.Pid)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", p.name, err)
+		}
+		total += t
+	}
+	return total, nil
+}
+
 // ProcessNames lists the running components, for diagnostics.
 func (c *Cluster) ProcessNames() string {
 	c.mu.Lock()

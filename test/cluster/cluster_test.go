@@ -94,6 +94,21 @@ func TestStartStop(t *testing.T) {
 		return nil
 	})
 
+	// Starting the control plane costs CPU, and the count only grows.
+	cpu, err := c.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu <= 0 {
+		t.Errorf("control plane CPU time %s after start, want > 0", cpu)
+	}
+	if _, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if later, err := c.CPUTime(); err != nil || later < cpu {
+		t.Errorf("control plane CPU time went from %s to %s (%v)", cpu, later, err)
+	}
+
 	pids := componentPIDs(t, c.Dir())
 	dir := c.Dir()
 	c.Stop()

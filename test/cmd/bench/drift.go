@@ -45,6 +45,7 @@ func (b *bench) driftBench(ctx context.Context, w io.Writer, root string) error 
 		return err
 	}
 	const ns = "bench-drift"
+	b.used = append(b.used, ns)
 	dir := filepath.Join(b.work, "drift")
 	if err := mysqlStack(root, dir, ns); err != nil {
 		return err
@@ -157,12 +158,10 @@ func (b *bench) driftBench(ctx context.Context, w io.Writer, root string) error 
 	if err != nil {
 		return err
 	}
+	b.used = append(b.used, unmanagedNSName) // deleted before the next case
 	if err := createUnmanagedPods(ctx, cs, unmanagedPods); err != nil {
 		return err
 	}
-	defer func() {
-		_ = cs.CoreV1().Namespaces().Delete(context.Background(), unmanagedNSName, metav1.DeleteOptions{})
-	}()
 	after, err := resyncRSS()
 	if err != nil {
 		return err
