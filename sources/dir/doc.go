@@ -9,7 +9,19 @@
 // every symlink resolved, and a revision that is a hash of the tree's
 // content. Because the revision hashes content rather than timestamps, a
 // touch that changes nothing gives the same revision and the reconciler has
-// nothing to do.
+// nothing to do. [Source.Dir] resolves the directory alone, for a one-shot
+// build that needs no revision.
+//
+// The revision covers what a commit of the tree would hold: every entry
+// but .git and what the tree's .gitignore files ignore, read as git reads
+// them, each applying to its directory and below. An ignored directory is
+// not even listed, so a dataset or build output beside the manifests costs
+// nothing and counts toward neither MaxFiles nor MaxBytes. A Source keeps
+// the hash of each file with the file's stat, and a later Fetch reads only
+// the files whose stat changed: a Fetch of an unchanged tree lists its
+// directories and reads nothing. As git does against the "racy git"
+// problem, a file changed within two seconds of a Fetch is read again by
+// the next one, whatever its stat.
 //
 // [Source.Run] watches the tree with fsnotify and wakes the reconciler
 // through [Source.Changed], once per burst of changes. Path may be a symlink

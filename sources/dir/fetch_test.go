@@ -3,6 +3,7 @@ package dir_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -280,4 +281,202 @@ func TestFetchErrors(t *testing.T) {
 			t.Errorf("Fetch error = %v, want context.Canceled", err)
 		}
 	})
+}
+
+// ignoreTree is a tree whose .gitignore files ignore a build directory,
+// logs, a nested secret and everything but one file of config.
+var ignoreTree = map[string]string{
+	".gitignore":              "# build output\n/build/\n*.log\nconfig/**\n!config/prod.yaml\n",
+	"kustomization.yaml":      "resources:\n- base\n",
+	"app.log":                 "started\n",
+	"build/out.yaml":          "kind: List\n",
+	"build/deep/out.yaml":     "kind: List\n",
+	"config/prod.yaml":        "replicas: 3\n",
+	"config/dev.yaml":         "replicas: 1\n",
+	"config/sub/x.yaml":       "x\n",
+	"base/.gitignore":         "secret.env\n!debug.log\n",
+	"base/kustomization.yaml": "resources: []\n",
+	"base/secret.env":         "TOKEN=a\n",
+	"base/debug.log":          "debug\n",
+	"secret.env":              "TOKEN=a\n",
+}
+
+func TestFetchIgnored(t *testing.T) {
+	write := func(name, content string) func(*testing.T, string) {
+		return func(t *testing.T, root string) {
+			t.Helper()
+			writeTree(t, root, map[string]string{name: content})
+		}
+	}
+	tests := map[string]struct {
+		change func(t *testing.T, root string)
+		same   bool
+	}{
+		"edit ignored file":             {same: true, change: write("app.log", "stopped\n")},
+		"add ignored file":              {same: true, change: write("base/more.log", "x\n")},
+		"edit in ignored directory":     {same: true, change: write("build/out.yaml", "kind: Other\n")},
+		"add in ignored directory":      {same: true, change: write("build/new/a.yaml", "a\n")},
+		"remove ignored directory":      {same: true, change: remove("build")},
+		"chmod ignored file":            {same: true, change: chmod("app.log", 0o600)},
+		"edit ignored by nested file":   {same: true, change: write("base/secret.env", "TOKEN=b\n")},
+		"edit contents-only ignored":    {same: true, change: write("config/dev.yaml", "replicas: 2\n")},
+		"edit below contents-only":      {same: true, change: write("config/sub/x.yaml", "y\n")},
+		"edit re-included file":         {change: write("config/prod.yaml", "replicas: 4\n")},
+		"edit re-included by nested":    {change: write("base/debug.log", "more\n")},
+		"edit outside nested scope":     {change: write("secret.env", "TOKEN=b\n")},
+		"edit .gitignore":               {change: write(".gitignore", "/build/\n")},
+		"edit nested .gitignore":        {change: write("base/.gitignore", "secret.env\n")},
+		"add file":                      {change: write("base/service.yaml", "kind: Service\n")},
+		"edit file":                     {change: write("kustomization.yaml", "resources: []\n")},
+		"add nested build not anchored": {change: write("base/build/a.yaml", "a\n")},
+		// /build/ matches directories only.
+		"file in place of ignored dir": {change: func(t *testing.T, root string) {
+			remove("build")(t, root)
+			write("build", "x")(t, root)
+		}},
+		"add .gitignore ignoring a file": {change: write("base/.gitignore", "secret.env\n!debug.log\nkustomization.yaml\n")},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, ignoreTree)
+			src := newSource(t, dir.Options{Path: root})
+			before := fetch(t, src).Revision
+			tc.change(t, root)
+			after := fetch(t, src).Revision
+			if got := before == after; got != tc.same {
+				t.Errorf("revision before %s, after %s: same = %v, want %v", before, after, got, tc.same)
+			}
+			// Whatever the cache holds, a new Source must agree.
+			if fresh := fetch(t, newSource(t, dir.Options{Path: root})).Revision; fresh != after {
+				t.Errorf("revision %s, but %s from a new Source", after, fresh)
+			}
+		})
+	}
+}
+
+func TestFetchIgnoredIsNotWalked(t *testing.T) {
+	root := t.TempDir()
+	writeTree(t, root, map[string]string{
+		".gitignore":         "/data/\n*.bin\n",
+		"kustomization.yaml": "resources: []\n",
+	})
+	// More entries than MaxFiles in an ignored directory: a walk of it
+	// fails.
+	for i := range 50 {
+		writeTree(t, root, map[string]string{fmt.Sprintf("data/part%02d/x.yaml", i): "x"})
+	}
+	// A 100 MiB ignored file, sparse so that it costs no disk: reading it
+	// fails.
+	big, err := os.Create(filepath.Join(root, "model.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(100 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An unreadable ignored directory: listing it fails, but for root.
+	writeTree(t, root, map[string]string{"data/locked/x.yaml": "x"})
+	if err := os.Chmod(filepath.Join(root, "data/locked"), 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(filepath.Join(root, "data/locked"), 0o755) })
+
+	src := newSource(t, dir.Options{Path: root, MaxFiles: 10, MaxBytes: 1 << 20})
+	got := fetch(t, src).Revision
+
+	want := fetch(t, newSource(t, dir.Options{Path: withTree(t, map[string]string{
+		".gitignore":         "/data/\n*.bin\n",
+		"kustomization.yaml": "resources: []\n",
+	})})).Revision
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("revision with ignored data and model.bin, against the tree without (-want +got):\n%s", diff)
+	}
+
+	// Not ignored, the same content exceeds both bounds.
+	writeTree(t, root, map[string]string{".gitignore": "*.bin\n"})
+	if _, err := src.Fetch(t.Context()); err == nil || !strings.Contains(err.Error(), "more than 10 files (MaxFiles)") {
+		t.Errorf("Fetch with data not ignored = %v, want the MaxFiles error", err)
+	}
+	writeTree(t, root, map[string]string{".gitignore": "/data/\n"})
+	if _, err := src.Fetch(t.Context()); err == nil || !strings.Contains(err.Error(), "more than 1048576 bytes (MaxBytes) at model.bin") {
+		t.Errorf("Fetch with model.bin not ignored = %v, want the MaxBytes error", err)
+	}
+}
+
+// TestFetchEditRightAfterFetch edits a file as soon as Fetch has read it,
+// keeping its size and its mtime: the next Fetch must see the edit, even
+// on a file system whose timestamps are too coarse to tell.
+func TestFetchEditRightAfterFetch(t *testing.T) {
+	for i := range 20 {
+		root := t.TempDir()
+		writeTree(t, root, map[string]string{"kustomization.yaml": "resources: [a]\n"})
+		name := filepath.Join(root, "kustomization.yaml")
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := newSource(t, dir.Options{Path: root})
+		before := fetch(t, src).Revision
+
+		writeTree(t, root, map[string]string{"kustomization.yaml": "resources: [b]\n"})
+		if err := os.Chtimes(name, fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		if after := fetch(t, src).Revision; after == before {
+			t.Fatalf("attempt %d: revision %s unchanged by an edit right after Fetch", i, after)
+		}
+	}
+}
+
+func TestFetchDefaultMaxBytes(t *testing.T) {
+	// Past the old default of 64 MiB: a sparse file of 100 MiB.
+	root := t.TempDir()
+	big, err := os.Create(filepath.Join(root, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Truncate(100 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, newSource(t, dir.Options{Path: root}))
+}
+
+func TestDir(t *testing.T) {
+	base := t.TempDir()
+	writeTree(t, base, map[string]string{
+		"tree/kustomization.yaml": "resources: []\n",
+		"current":                 "->tree",
+	})
+	src := newSource(t, dir.Options{Path: filepath.Join(base, "current")})
+	got, err := src.Dir()
+	if err != nil {
+		t.Fatalf("Dir: %v", err)
+	}
+	if diff := cmp.Diff(resolved(t, filepath.Join(base, "tree")), got); diff != "" {
+		t.Errorf("Dir() (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(fetch(t, src).Dir, got); diff != "" {
+		t.Errorf("Dir() against Fetch's Snapshot.Dir (-want +got):\n%s", diff)
+	}
+
+	if err := os.Remove(filepath.Join(base, "current")); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, base, map[string]string{"current": "x"})
+	if _, err := src.Dir(); err == nil || !containsPath(err, filepath.Join(base, "current")) {
+		t.Errorf("Dir() of a file = %v, want an error naming the path", err)
+	}
+	if err := os.Remove(filepath.Join(base, "current")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Dir(); err == nil || !errors.Is(err, os.ErrNotExist) || !containsPath(err, filepath.Join(base, "current")) {
+		t.Errorf("Dir() of a missing path = %v, want os.ErrNotExist naming the path", err)
+	}
 }

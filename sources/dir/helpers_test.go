@@ -17,7 +17,7 @@ const signalTimeout = 10 * time.Second
 
 // writeTree creates entries under root. A name ending in "/" is a
 // directory; a content starting with "->" makes a symlink to the rest.
-func writeTree(t *testing.T, root string, entries map[string]string) {
+func writeTree(t testing.TB, root string, entries map[string]string) {
 	t.Helper()
 	for name, content := range entries {
 		p := filepath.Join(root, filepath.FromSlash(name))
@@ -49,7 +49,7 @@ func resolved(t *testing.T, p string) string {
 	return r
 }
 
-func newSource(t *testing.T, opts dir.Options) *dir.Source {
+func newSource(t testing.TB, opts dir.Options) *dir.Source {
 	t.Helper()
 	src, err := dir.New(opts)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,8 +14,8 @@ import (
 // Defaults for the zero values of Options.
 const (
 	defaultDebounce = 500 * time.Millisecond
-	defaultMaxFiles = 10000
-	defaultMaxBytes = 64 << 20
+	defaultMaxFiles = 100000
+	defaultMaxBytes = 1 << 30
 )
 
 // Snapshot is one fetched state of the directory.
@@ -23,8 +24,21 @@ type Snapshot struct {
 	// every symlink resolved at fetch time. Build from Dir rather than Path,
 	// so that a symlink swap between fetch and build cannot mix two trees.
 	Dir string
-	// Revision is "sha256:<hex>", a hash of the tree's relative paths, file
-	// modes, file contents and symlink targets, skipping .git.
+	// Revision is "sha256:<hex>", a hash of the relative paths, modes,
+	// file contents and symlink targets of the tree's entries: every entry
+	// but .git and what the tree's .gitignore files ignore, which is what a
+	// commit of the tree would hold.
+	//
+	// The .gitignore files are read as git reads them: each applies to its
+	// own directory and below, a deeper one overriding a shallower one, and
+	// an ignored directory is skipped whole, so that nothing below it can
+	// be re-included. The excludes that are no part of the tree,
+	// .git/info/exclude and the user's core.excludesFile, are not read, so
+	// the same tree gives the same revision wherever it is checked out.
+	//
+	// A build that reads an ignored file, such as an ignored generated
+	// secrets.env, still reads it from Dir, but a change to that file alone
+	// does not change the revision.
 	Revision string
 }
 
@@ -42,17 +56,22 @@ type Options struct {
 	Debounce time.Duration
 
 	// MaxFiles bounds the number of entries (files, directories and
-	// symlinks) Fetch hashes, so that a mistaken Path such as / fails fast
-	// instead of walking a whole disk. Zero means 10000.
+	// symlinks) the revision covers, so that a mistaken Path such as /
+	// fails fast instead of walking a whole disk. Ignored entries do not
+	// count. Zero means 100000.
 	MaxFiles int
 
-	// MaxBytes bounds the total size of the regular files Fetch reads, for
-	// the same reason. Zero means 64 MiB.
+	// MaxBytes bounds the total size of the files whose content the
+	// revision covers, and of the .gitignore files Fetch reads, for the
+	// same reason. Ignored files do not count, and a file counts whether
+	// Fetch reads it or reuses its hash from an earlier Fetch, so that the
+	// bound does not depend on what came before. Zero means 1 GiB.
 	MaxBytes int64
 }
 
-// Source is a local directory as a source of desired state. Fetch, String
-// and Changed may be called from any goroutine, concurrently with Run.
+// Source is a local directory as a source of desired state. Fetch, Dir,
+// String and Changed may be called from any goroutine, concurrently with
+// each other and with Run.
 type Source struct {
 	path     string // as the user gave it, for String and errors
 	abs      string // absolute and unresolved: the name whose swap is watched
@@ -62,6 +81,14 @@ type Source struct {
 
 	changed chan struct{}
 	running atomic.Bool
+
+	mu     sync.Mutex
+	hashes map[string]fileHash // by relative path, as of the latest walk; replaced, never modified
+
+	// trace, when set by a test, is called with "read" and the relative
+	// path before Fetch opens a file, and with "list" before it lists a
+	// directory.
+	trace func(op, name string)
 }
 
 // New returns a Source for opts.Path, which must exist and be a directory
@@ -93,6 +120,24 @@ func New(opts Options) (*Source, error) {
 		changed:  make(chan struct{}, 1),
 	}
 	return s, nil
+}
+
+// Dir returns Path with every symlink resolved, as Fetch would report it in
+// Snapshot.Dir, without reading the tree: for a one-shot command, such as
+// gitopsd build --dir, that needs no revision.
+func (s *Source) Dir() (string, error) {
+	dir, err := filepath.EvalSymlinks(s.abs)
+	if err != nil {
+		return "", fmt.Errorf("%s: resolve: %w", s.path, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", s.path, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("%s: not a directory", s.path)
+	}
+	return dir, nil
 }
 
 // String names the source as "dir:<path>", with Path as given.
