@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -23,23 +24,32 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// Default limits, used for the Options fields left at zero.
+// Default limits, used for the Options fields left at zero. They build
+// every real-world manifest set we know of (Argo CD's install is one 1.4 MB
+// file; kubeflow's manifests render about 1,000 objects) and stop a hostile
+// commit long before the daemon's memory is at stake.
 const (
-	DefaultMaxFileSize   = 1 << 20  // 1 MiB
-	DefaultMaxTotalRead  = 32 << 20 // 32 MiB
-	DefaultMaxOutputSize = 64 << 20 // 64 MiB
+	DefaultMaxFileSize    = 16 << 20  // 16 MiB
+	DefaultMaxTotalRead   = 256 << 20 // 256 MiB
+	DefaultMaxOutputSize  = 64 << 20  // 64 MiB
+	DefaultMaxObjects     = 20_000
+	DefaultMaxYAMLDepth   = 500
+	DefaultMaxBuildMemory = 512 << 20 // 512 MiB
+	DefaultMaxBuildTime   = 2 * time.Minute
 )
 
 // Options configures a Builder. The zero value is the safe default: no
-// remote content and the default limits.
+// remote content, the default limits, each build in a worker process.
 type Options struct {
 	// AllowRemoteBases lets kustomizations name remote bases and resources
 	// (http(s) URLs, git repositories), which kustomize fetches during the
-	// build. Off, a build that names one fails before anything is fetched:
-	// by default a build depends on the snapshot alone, so that a revision
-	// always renders the same objects and a third party cannot change what
-	// is applied (DESIGN safety rule). Even when set, file:// URLs are
-	// refused: they would clone a repository from anywhere on this machine.
+	// build. Off, a build that names one fails before anything is fetched,
+	// and the worker cannot open a connection at all whatever a file spells
+	// (see sandbox): by default a build depends on the snapshot alone, so
+	// that a revision always renders the same objects and a third party
+	// cannot change what is applied (DESIGN safety rule). Even when set,
+	// file:// URLs are refused: they would clone a repository from anywhere
+	// on this machine.
 	AllowRemoteBases bool
 
 	// MaxFileSize is the largest file a build reads from the snapshot, in
@@ -59,6 +69,42 @@ type Options struct {
 	// output is held in memory and sent to the API server. Zero or less
 	// means DefaultMaxOutputSize.
 	MaxOutputSize int64
+
+	// MaxObjects bounds the objects a build may render, counted in the
+	// files as they are read (a base read twice counts twice), so that
+	// 100,000 small objects fail at once instead of spinning in kustomize's
+	// id lookups, which grow with the square of the count. Zero or less
+	// means DefaultMaxObjects.
+	MaxObjects int
+
+	// MaxYAMLDepth bounds how deeply a YAML document read by the build may
+	// nest, aliases expanded: kustomize's encoders recurse and indent per
+	// level. Real manifests (CRD schemas included) stay under 100. Zero or
+	// less means DefaultMaxYAMLDepth. Aliases are bounded too, by a rule
+	// with no option: they may at most double a document (see bounds.go).
+	MaxYAMLDepth int
+
+	// MaxBuildMemory bounds the memory of the worker process a build runs
+	// in, in bytes: the worker is stopped when the Go runtime holds more,
+	// and an allocation past it plus the runtime's address-space reserve
+	// fails at once. Zero or less means DefaultMaxBuildMemory. In a
+	// container, the memory limit must leave room for it beside the daemon.
+	MaxBuildMemory int64
+
+	// MaxBuildTime bounds a build's wall-clock time and its CPU time; the
+	// worker is killed at either. Zero or less means DefaultMaxBuildTime.
+	MaxBuildTime time.Duration
+
+	// InProcess runs builds in this process, without a worker: only for
+	// content that is trusted (tests' fixtures, benchmarks of kustomize
+	// itself). The file-system confinement and read limits still apply;
+	// memory, time and network do not.
+	InProcess bool
+
+	// WorkerExecutable is the binary a worker runs, with WorkerArg as its
+	// only argument. Empty means this process's own executable, which is
+	// what gitopsd wants; tests of other binaries set it.
+	WorkerExecutable string
 }
 
 // withDefaults returns o with its zero fields set to the defaults.
@@ -71,6 +117,18 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOutputSize <= 0 {
 		o.MaxOutputSize = DefaultMaxOutputSize
+	}
+	if o.MaxObjects <= 0 {
+		o.MaxObjects = DefaultMaxObjects
+	}
+	if o.MaxYAMLDepth <= 0 {
+		o.MaxYAMLDepth = DefaultMaxYAMLDepth
+	}
+	if o.MaxBuildMemory <= 0 {
+		o.MaxBuildMemory = DefaultMaxBuildMemory
+	}
+	if o.MaxBuildTime <= 0 {
+		o.MaxBuildTime = DefaultMaxBuildTime
 	}
 	return o
 }
@@ -88,6 +146,9 @@ type Result struct {
 	// YAML is the rendered multi-document YAML, the objects in apply order
 	// as kustomize formats them, separated by "---" lines.
 	YAML []byte
+
+	// objectsJSON is each object as JSON, what a worker sends its parent.
+	objectsJSON [][]byte
 }
 
 // LogValue implements slog.LogValuer. A Result may hold Secrets, so only
@@ -121,28 +182,30 @@ func runKrusty(fSys filesys.FileSystem, dir string) (resmap.ResMap, error) {
 	return krusty.MakeKustomizer(opts).Run(fSys, dir)
 }
 
-// buildSlot lets one build run at a time in the whole process: kustomize
-// keeps state in package variables (kyaml's OpenAPI schema is set by every
-// build), so two Builders are no safer than one. A channel rather than a
-// mutex so that a caller waiting for its turn can give up with its context.
+// buildSlot lets one build run at a time in the whole process: in
+// process, kustomize keeps state in package variables (kyaml's OpenAPI
+// schema is set by every build); in workers, it bounds the memory builds
+// take together to one MaxBuildMemory. A channel rather than a mutex so
+// that a caller waiting for its turn can give up with its context.
 var buildSlot = make(chan struct{}, 1)
 
 // Build renders the kustomization in the directory path (relative to root,
 // like "overlays/dev") of the snapshot directory root, and returns its
 // objects in apply order.
 //
-// The build reads nothing outside root: symlinks and "../" that lead out
-// of it, remote bases and resources (unless Options.AllowRemoteBases),
-// plugins and exec or container KRM functions are all errors, as are files
-// and outputs over the Options limits. Errors name the offending file
-// relative to root, after path.
+// The build runs in a worker process (unless Options.InProcess) bounded in
+// memory, CPU and wall-clock time, with no network unless remote bases are
+// allowed; it is killed when ctx ends. It reads nothing outside root:
+// symlinks and "../" that lead out of it, special files, remote bases and
+// resources (unless Options.AllowRemoteBases), plugins and exec or
+// container KRM functions are all errors, as are files, YAML and outputs
+// over the Options limits (a *LimitError). Errors name the offending file
+// relative to root, after path, and carry no secret value (see Redactor).
 //
 // A build with no objects is not an error: it is for the caller to refuse
 // to prune everything on an empty build.
 //
 // Builds run one at a time; a call waits for its turn or for ctx to end.
-// ctx is checked before and after the build, but kustomize itself cannot be
-// interrupted, so a build that has started runs to the end.
 func (b *Builder) Build(ctx context.Context, root, path string) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: build: %w", path, err)
@@ -156,10 +219,13 @@ func (b *Builder) Build(ctx context.Context, root, path string) (*Result, error)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%s: build: %w", path, ctx.Err())
 	}
-	res, err := b.build(realRoot, dir, path)
-	<-buildSlot
+	defer func() { <-buildSlot }()
+	if !b.opts.InProcess {
+		return b.buildInWorker(ctx, realRoot, dir, path)
+	}
+	res, secrets, err := b.build(realRoot, dir, path)
 	if err != nil {
-		return nil, err
+		return nil, errors.New(secrets.Redact(err.Error()))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: build: %w", path, err)
@@ -199,8 +265,9 @@ func (b *Builder) target(root, path string) (realRoot, dir string, err error) {
 
 // build runs the kustomize build of dir on a confined file system over
 // root and renders the result, turning a panic into an error. path names
-// the build in errors.
-func (b *Builder) build(root, dir, path string) (res *Result, err error) {
+// the build in errors. It returns the secret values the build read, for
+// the caller to take out of the error's message.
+func (b *Builder) build(root, dir, path string) (res *Result, secrets *Redactor, err error) {
 	fSys := newConfinedFS(root, b.opts)
 	defer func() {
 		if r := recover(); r != nil {
@@ -210,16 +277,19 @@ func (b *Builder) build(root, dir, path string) (res *Result, err error) {
 		if ferr := fSys.fatalErr(); ferr != nil {
 			res, err = nil, fmt.Errorf("%s: %w", path, ferr)
 		}
+		if le := (*LimitError)(nil); errors.As(err, &le) && le.Path == "" {
+			le.Path = path
+		}
 	}()
 	m, err := b.run(fSys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s: kustomize build: %w", path, relError{err, root})
+		return nil, fSys.secrets, fmt.Errorf("%s: kustomize build: %w", path, relError{err, root})
 	}
 	res, err = render(m, b.opts.MaxOutputSize)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fSys.secrets, fmt.Errorf("%s: %w", path, err)
 	}
-	return res, nil
+	return res, fSys.secrets, nil
 }
 
 // relError is a kustomize error with the snapshot root taken out of its
@@ -274,6 +344,7 @@ func (e relError) Unwrap() error { return e.err }
 type rendered struct {
 	obj  *unstructured.Unstructured
 	yaml []byte
+	json []byte
 }
 
 // render converts m into a Result, objects in apply order.
@@ -290,21 +361,21 @@ func render(m resmap.ResMap, maxOutput int64) (*Result, error) {
 			size += int64(len("---\n"))
 		}
 		if size > maxOutput {
-			return nil, fmt.Errorf("rendered output is over the %d-byte limit (MaxOutputSize)", maxOutput)
+			return nil, &LimitError{Limit: "MaxOutputSize", Msg: fmt.Sprintf("the rendered output is over %d bytes", maxOutput)}
 		}
 		items = append(items, item)
 	}
 	slices.SortStableFunc(items, func(a, b rendered) int {
 		return cmp.Compare(Rank(a.obj), Rank(b.obj))
 	})
-	res := &Result{Objects: make([]*unstructured.Unstructured, len(items))}
+	res := &Result{Objects: make([]*unstructured.Unstructured, len(items)), objectsJSON: make([][]byte, len(items))}
 	var out bytes.Buffer
 	for i, item := range items {
 		if i > 0 {
 			out.WriteString("---\n")
 		}
 		out.Write(item.yaml)
-		res.Objects[i] = item.obj
+		res.Objects[i], res.objectsJSON[i] = item.obj, item.json
 	}
 	sum := sha256.Sum256(out.Bytes())
 	res.YAML = out.Bytes()
@@ -328,7 +399,7 @@ func renderOne(r *resource.Resource) (rendered, error) {
 	if err := obj.UnmarshalJSON(j); err != nil {
 		return rendered{}, fmt.Errorf("%s: decode: %w", ref(r), err)
 	}
-	return rendered{obj: obj, yaml: y}, nil
+	return rendered{obj: obj, yaml: y, json: j}, nil
 }
 
 // ref names r as Kind/namespace/name, or Kind/name without a namespace.

@@ -252,15 +252,15 @@ func TestBuildLimits(t *testing.T) {
 	}{
 		"file over MaxFileSize": {
 			opts: Options{MaxFileSize: 1000},
-			want: "o: o/big.yaml: file is 2067 bytes, over the 1000-byte limit (MaxFileSize)",
+			want: "o: build stopped: o/big.yaml is 2067 bytes, over the limit of 1000 (MaxFileSize)",
 		},
 		"total over MaxTotalRead": {
 			opts: Options{MaxTotalRead: 1000},
-			want: "o: o/big.yaml: reading it takes the build over its 1000-byte limit (MaxTotalRead)",
+			want: "o: build stopped: reading o/big.yaml takes the build over 1000 bytes read (MaxTotalRead)",
 		},
 		"output over MaxOutputSize": {
 			opts: Options{MaxOutputSize: 1000},
-			want: "o: rendered output is over the 1000-byte limit (MaxOutputSize)",
+			want: "o: build stopped: the rendered output is over 1000 bytes (MaxOutputSize)",
 		},
 	}
 	for name, tc := range tests {
@@ -347,7 +347,7 @@ func TestBuildConcurrent(t *testing.T) {
 }
 
 func TestBuildRecoversPanic(t *testing.T) {
-	b := NewBuilder(Options{})
+	b := NewBuilder(Options{InProcess: true})
 	b.run = func(filesys.FileSystem, string) (resmap.ResMap, error) { panic("boom") }
 	_, err := b.Build(context.Background(), "testdata", "app/overlays/dev")
 	want := "app/overlays/dev: kustomize build panicked: boom"
@@ -383,7 +383,8 @@ func TestBuildContext(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	got := Options{MaxFileSize: 10}.withDefaults()
-	want := Options{MaxFileSize: 10, MaxTotalRead: DefaultMaxTotalRead, MaxOutputSize: DefaultMaxOutputSize}
+	want := Options{MaxFileSize: 10, MaxTotalRead: DefaultMaxTotalRead, MaxOutputSize: DefaultMaxOutputSize,
+		MaxObjects: DefaultMaxObjects, MaxYAMLDepth: DefaultMaxYAMLDepth, MaxBuildMemory: DefaultMaxBuildMemory, MaxBuildTime: DefaultMaxBuildTime}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("withDefaults (-want +got):\n%s", diff)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"sigs.k8s.io/kustomize/api/konfig"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -37,10 +38,17 @@ type confinedFS struct {
 	allowRemote bool
 	maxFile     int64
 	maxTotal    int64
+	maxObjects  int
+	maxDepth    int
 
-	mu    sync.Mutex
-	read  int64 // bytes read so far in this build
-	fatal error // the first refusal, see above
+	// secrets collects the secret values of what the build reads, so that
+	// its error can be scrubbed of them (see Redactor).
+	secrets *Redactor
+
+	mu      sync.Mutex
+	read    int64 // bytes read so far in this build
+	objects int   // objects in the files read so far
+	fatal   error // the first refusal, see above
 }
 
 var _ filesys.FileSystem = (*confinedFS)(nil)
@@ -53,6 +61,9 @@ func newConfinedFS(root string, opts Options) *confinedFS {
 		allowRemote: opts.AllowRemoteBases,
 		maxFile:     opts.MaxFileSize,
 		maxTotal:    opts.MaxTotalRead,
+		maxObjects:  opts.MaxObjects,
+		maxDepth:    opts.MaxYAMLDepth,
+		secrets:     &Redactor{},
 	}
 	if opts.AllowRemoteBases {
 		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil {
@@ -169,7 +180,10 @@ func evalExisting(p string) (string, error) {
 	}
 }
 
-// ReadFile reads a regular file inside the root, within the size limits.
+// ReadFile reads a regular file inside the root, within the size limits,
+// and checks it before kustomize parses it: YAML bounds and the object
+// count (bounds.go), remote references (remote.go); it also records the
+// secret values it holds (secrets.go).
 func (c *confinedFS) ReadFile(name string) ([]byte, error) {
 	real, err := c.resolve(name)
 	if err != nil {
@@ -188,9 +202,17 @@ func (c *confinedFS) ReadFile(name string) ([]byte, error) {
 }
 
 // readLimited reads the regular file at real (already resolved), counting
-// it against the build's limits. Errors call it name.
+// it against the build's limits. Errors call it name. A FIFO, socket or
+// device is refused by its type before it is opened (opening a FIFO
+// blocks until a writer comes), and opened without blocking in case it was
+// swapped in since.
 func (c *confinedFS) readLimited(real, name string) ([]byte, error) {
-	f, err := os.Open(real)
+	if info, err := os.Stat(real); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	} else if !info.Mode().IsRegular() {
+		return nil, c.refuse(fmt.Errorf("%s: not a regular file (%s): special files are never read", name, fileType(info.Mode())))
+	}
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -200,11 +222,10 @@ func (c *confinedFS) readLimited(real, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if !info.Mode().IsRegular() {
-		// A FIFO or a device would block or never end.
-		return nil, fmt.Errorf("%s: not a regular file", name)
+		return nil, c.refuse(fmt.Errorf("%s: not a regular file (%s): special files are never read", name, fileType(info.Mode())))
 	}
 	if info.Size() > c.maxFile {
-		return nil, c.refuse(fmt.Errorf("%s: file is %d bytes, over the %d-byte limit (MaxFileSize)", name, info.Size(), c.maxFile))
+		return nil, c.refuse(&LimitError{Limit: "MaxFileSize", Msg: fmt.Sprintf("%s is %d bytes, over the limit of %d", name, info.Size(), c.maxFile)})
 	}
 	// The limit again while reading, in case the file grows.
 	data, err := io.ReadAll(io.LimitReader(f, c.maxFile+1))
@@ -212,29 +233,62 @@ func (c *confinedFS) readLimited(real, name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if int64(len(data)) > c.maxFile {
-		return nil, c.refuse(fmt.Errorf("%s: file is over the %d-byte limit (MaxFileSize)", name, c.maxFile))
+		return nil, c.refuse(&LimitError{Limit: "MaxFileSize", Msg: fmt.Sprintf("%s is over the limit of %d bytes", name, c.maxFile)})
 	}
 	c.mu.Lock()
 	c.read += int64(len(data))
 	total := c.read
 	c.mu.Unlock()
 	if total > c.maxTotal {
-		return nil, c.refuse(fmt.Errorf("%s: reading it takes the build over its %d-byte limit (MaxTotalRead)", name, c.maxTotal))
+		return nil, c.refuse(&LimitError{Limit: "MaxTotalRead", Msg: fmt.Sprintf("reading %s takes the build over %d bytes read", name, c.maxTotal)})
 	}
 	return data, nil
 }
 
-// checkContent refuses a kustomization file that is malformed or refers to
-// remote content, and a builtin plugin configuration that refers to remote
-// content. Malformed files are refused here so that the error names them;
-// kustomize's own message does not.
-// A file is taken as a kustomization when kustomize asked for it by a
-// kustomization file name (name) or when it is one (real: a symlink named
-// otherwise may point at it).
+// fileType names a non-regular file's type for an error.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
+}
+
+// checkContent checks one file the build read: its YAML bounds and
+// objects, and, for a kustomization file, that it is well formed and
+// refers to no remote content (malformed files are refused here so that
+// the error names them; kustomize's own message does not); for another
+// file, that a builtin plugin configuration in it refers to no remote
+// content. A file is taken as a kustomization when kustomize asked for it
+// by a kustomization file name (name) or when it is one (real: a symlink
+// named otherwise may point at it). The secret values of the file are
+// recorded first, so that even a refusal's message can be scrubbed.
 func (c *confinedFS) checkContent(name, real string, data []byte) error {
+	st, err := checkYAML(name, data, c.maxDepth)
+	c.secrets.scanFile(real, data, st.docs)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.objects += st.objects
+	objects := c.objects
+	c.mu.Unlock()
+	if objects > c.maxObjects {
+		return &LimitError{Limit: "MaxObjects", Msg: fmt.Sprintf("reading %s takes the build over %d objects", name, c.maxObjects)}
+	}
 	for _, k := range konfig.RecognizedKustomizationFileNames() {
 		if filepath.Base(name) == k || filepath.Base(real) == k {
-			return checkKustomization(name, data, c.allowRemote)
+			kust, err := checkKustomization(name, data, c.allowRemote)
+			if kust != nil {
+				c.secrets.scanKustomization(kust, filepath.Dir(real), c.resolve)
+			}
+			return err
 		}
 	}
 	return checkPluginConfigs(name, data, c.allowRemote)

@@ -30,24 +30,29 @@ type reference struct {
 
 // checkKustomization parses the kustomization file name with kustomize's own
 // parser and refuses remote references in it. A parse error is returned
-// naming the file, because kustomize's message does not.
-func checkKustomization(name string, data []byte, allowRemote bool) error {
+// naming the file, because kustomize's message does not. The parsed
+// kustomization is returned when it parsed, with or without an error.
+//
+// These checks give an early error that names the field; they are not
+// what keeps a build off the network (spellings that decode differently
+// get past any reading of the text): the worker's sandbox is.
+func checkKustomization(name string, data []byte, allowRemote bool) (*types.Kustomization, error) {
 	var k types.Kustomization
 	if err := k.Unmarshal(data); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	for _, ref := range references(&k) {
 		if err := checkReference(ref, allowRemote); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return &k, fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	// Generators, transformers and validators may be inline configurations.
 	for _, inline := range inlineConfigs(&k) {
 		if err := checkPluginConfigs(name, []byte(inline), allowRemote); err != nil {
-			return err
+			return &k, err
 		}
 	}
-	return nil
+	return &k, nil
 }
 
 // references lists the entries of k that kustomize loads as a file, a

@@ -48,14 +48,14 @@ func fakeGit(t *testing.T, src string) (log string) {
 	t.Helper()
 	dir := t.TempDir()
 	log = filepath.Join(dir, "calls")
-	script := "#!/bin/sh\necho \"$@\" >> \"$FAKE_GIT_LOG\"\n" +
-		"if [ \"$1\" = checkout ]; then cp -R \"$FAKE_GIT_SRC\"/. .; fi\n"
+	// The paths are in the script: a build worker gets no environment but
+	// PATH from the test.
+	script := "#!/bin/sh\necho \"$@\" >> '" + log + "'\n" +
+		"if [ \"$1\" = checkout ]; then cp -R '" + src + "'/. .; fi\n"
 	if err := os.WriteFile(filepath.Join(dir, "git"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("FAKE_GIT_LOG", log)
-	t.Setenv("FAKE_GIT_SRC", src)
 	return log
 }
 

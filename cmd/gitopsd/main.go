@@ -11,9 +11,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/gitopsd/gitopsd/kustomize"
 )
 
 func main() {
+	// A build worker is this binary re-executed: it serves one build and
+	// exits, before any flag, signal handler or client exists.
+	if len(os.Args) == 2 && os.Args[1] == kustomize.WorkerArg {
+		os.Exit(kustomize.ServeWorker(os.Stdin, os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

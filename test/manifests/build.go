@@ -12,7 +12,7 @@ import (
 // builder (package kustomize: confined to root, plugins off, apply order),
 // so that the tests apply exactly what gitopsd would.
 func Build(root, path string) ([]*unstructured.Unstructured, error) {
-	res, err := kustomize.NewBuilder(kustomize.Options{}).Build(context.Background(), root, path)
+	res, err := kustomize.NewBuilder(kustomize.Options{InProcess: true}).Build(context.Background(), root, path)
 	if err != nil {
 		return nil, err
 	}

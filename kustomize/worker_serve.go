@@ -1,0 +1,90 @@
+package kustomize
+
+import (
+	"encoding/gob"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// ServeWorker is the worker side of an isolated build: it reads one
+// request from stdin, confines its own process (see sandbox), builds, and
+// writes the response to stdout. It returns the process exit code. main
+// calls it, before anything else, when os.Args[1] is WorkerArg; so does the
+// TestMain of a package whose tests build in workers.
+//
+// A build error is a response like a result (exit 0). Hitting the memory
+// bound exits with its own code, and the CPU bound is the kernel's SIGKILL:
+// the parent tells them apart (see Builder.workerFailure).
+func ServeWorker(stdin io.Reader, stdout, stderr io.Writer) int {
+	var req request
+	if err := json.NewDecoder(io.LimitReader(stdin, 1<<20)).Decode(&req); err != nil {
+		fmt.Fprintln(stderr, "gitopsd build worker: read request:", err)
+		return exitUsage
+	}
+	opts := req.Options.withDefaults()
+	if err := sandbox(opts); err != nil {
+		// A worker that cannot confine itself does not build.
+		fmt.Fprintln(stderr, "gitopsd build worker: sandbox:", err)
+		return exitUsage
+	}
+	go watchMemory(opts.MaxBuildMemory, stderr)
+
+	b := &Builder{opts: opts, run: runKrusty}
+	res, secrets, err := b.build(req.Root, req.Dir, req.Path)
+	var resp response
+	if err != nil {
+		resp.Err = secrets.Redact(err.Error())
+		if le := (*LimitError)(nil); errors.As(err, &le) {
+			resp.Limit, resp.LimitIn = le.Limit, secrets.Redact(le.Msg)
+		}
+	} else {
+		resp.YAML, resp.Objects, resp.Hash = res.YAML, res.objectsJSON, res.Hash
+	}
+	if err := gob.NewEncoder(stdout).Encode(&resp); err != nil {
+		fmt.Fprintln(stderr, "gitopsd build worker: write response:", err)
+		return exitUsage
+	}
+	return 0
+}
+
+// watchMemory ends the process with exitMemory once the memory the Go
+// runtime holds from the OS goes over max. debug.SetMemoryLimit makes the
+// collector work to stay under it first; the address-space rlimit of the
+// sandbox stops an allocation too large for this check to see in time.
+func watchMemory(max int64, stderr io.Writer) {
+	debug.SetMemoryLimit(max / 10 * 9)
+	samples := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	for range time.Tick(5 * time.Millisecond) {
+		metrics.Read(samples)
+		if held := int64(samples[0].Value.Uint64() - samples[1].Value.Uint64()); held > max {
+			fmt.Fprintf(stderr, "gitopsd build worker: memory limit: %d bytes held, limit %d\n", held, max)
+			os.Exit(exitMemory)
+		}
+	}
+}
+
+// errNetworkOff is what a build that tries to fetch gets when remote bases
+// are off, from the HTTP transport; the sandbox refuses the socket itself
+// too, where the kernel allows (see sandbox).
+var errNetworkOff = errors.New("network access is off for builds (remote bases are not allowed)")
+
+// refuseNetwork makes every HTTP request of this process fail before a
+// connection is attempted. kustomize fetches remote files with an
+// http.Client that uses http.DefaultTransport.
+func refuseNetwork() {
+	dial := func(network, addr string) (net.Conn, error) { return nil, errNetworkOff }
+	http.DefaultTransport = &http.Transport{
+		Proxy:   nil,
+		Dial:    dial,
+		DialTLS: dial,
+	}
+	http.DefaultClient.Transport = http.DefaultTransport
+}
