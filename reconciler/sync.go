@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/gitopsd/gitopsd/kustomize"
 )
 
 // Snapshot is one immutable revision of a source: a directory and the
@@ -153,6 +155,7 @@ type Syncer struct {
 	built struct {
 		revision string
 		objs     []*unstructured.Unstructured
+		redactor *kustomize.Redactor // their Secret values, see redact
 	}
 }
 
@@ -190,8 +193,33 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 			se.Revision = snap.Revision
 		}
 	}
-	return res, err
+	return res, s.redact(err)
 }
+
+// redact is the one point through which a sync's error passes before it
+// is logged, recorded as an Event or shown on /status: the Secret values of
+// the last build are taken out of its message (API server messages may
+// quote an invalid value). Build errors come scrubbed from the build
+// worker already, which alone knows the values of a build that failed.
+func (s *Syncer) redact(err error) error {
+	if err == nil || s.built.redactor == nil {
+		return err
+	}
+	if se := (*SyncError)(nil); errors.As(err, &se) {
+		se.Err = &redactedError{err: se.Err, msg: s.built.redactor.Redact(se.Err.Error())}
+		return err
+	}
+	return &redactedError{err: err, msg: s.built.redactor.Redact(err.Error())}
+}
+
+// redactedError is an error whose message had secret values taken out.
+type redactedError struct {
+	err error
+	msg string
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, error) {
 	var res SyncResult
@@ -280,6 +308,7 @@ func (s *Syncer) buildOnce(ctx context.Context, snap Snapshot) ([]*unstructured.
 			return nil, err
 		}
 		s.built.revision, s.built.objs = snap.Revision, objs
+		s.built.redactor = kustomize.NewRedactorFromObjects(objs)
 	}
 	out := make([]*unstructured.Unstructured, len(s.built.objs))
 	for i, obj := range s.built.objs {
@@ -291,6 +320,11 @@ func (s *Syncer) buildOnce(ctx context.Context, snap Snapshot) ([]*unstructured.
 // Plan fetches and builds the source as Sync does, and reports what an
 // apply would do, without changing anything: `gitopsd diff`.
 func (s *Syncer) Plan(ctx context.Context) ([]ObjectPlan, error) {
+	plans, err := s.plan(ctx)
+	return plans, s.redact(err)
+}
+
+func (s *Syncer) plan(ctx context.Context) ([]ObjectPlan, error) {
 	snap, err := s.source.Fetch(ctx)
 	if err != nil {
 		return nil, &SyncError{Stage: StageFetch, Err: err}
@@ -332,11 +366,11 @@ func (s *Syncer) Desired(ctx context.Context) ([]*unstructured.Unstructured, str
 		return nil, "", &SyncError{Stage: StageFetch, Err: err}
 	}
 	objs, err := s.desired(ctx, snap)
-	return objs, snap.Revision, err
+	return objs, snap.Revision, s.redact(err)
 }
 
 func (s *Syncer) desired(ctx context.Context, snap Snapshot) ([]*unstructured.Unstructured, error) {
-	objs, err := s.build(ctx, snap.Dir)
+	objs, err := s.buildOnce(ctx, snap)
 	if err != nil {
 		return nil, &SyncError{Stage: StageBuild, Revision: snap.Revision, Err: err}
 	}

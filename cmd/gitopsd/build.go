@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitopsd/gitopsd/kustomize"
 	"github.com/gitopsd/gitopsd/reconciler"
+	"github.com/gitopsd/gitopsd/sources/dir"
 )
 
 func newBuildCommand(stdout io.Writer) *cobra.Command {
@@ -34,8 +35,21 @@ func newBuildCommand(stdout io.Writer) *cobra.Command {
 	return cmd
 }
 
-// render fetches the source once and builds --path.
+// render fetches the source once and builds --path. A --dir source is
+// built where it is: a one-shot build needs no revision, so the tree is not
+// hashed.
 func render(ctx context.Context, o *options) (*kustomize.Result, error) {
+	if o.dir != "" && o.gitURL == "" {
+		d, err := dir.New(dir.Options{Path: o.dir})
+		if err != nil {
+			return nil, err
+		}
+		root, err := d.Dir()
+		if err != nil {
+			return nil, err
+		}
+		return kustomize.NewBuilder(builderOptions(o)).Build(ctx, root, o.path)
+	}
 	src, err := newSource(o)
 	if err != nil {
 		return nil, err
@@ -44,7 +58,7 @@ func render(ctx context.Context, o *options) (*kustomize.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", src, err)
 	}
-	return kustomize.NewBuilder(kustomize.Options{AllowRemoteBases: o.allowRemoteBases}).Build(ctx, snap.Dir, o.path)
+	return kustomize.NewBuilder(builderOptions(o)).Build(ctx, snap.Dir, o.path)
 }
 
 func newDiffCommand(stdout io.Writer) *cobra.Command {

@@ -23,6 +23,7 @@ type options struct {
 	dir, path                    string
 	cacheDir                     string
 	allowRemoteBases             bool
+	build                        buildLimits
 
 	kubeconfig, context string
 
@@ -80,6 +81,7 @@ func sourceFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.path, "path", ".", "the kustomization inside the source, e.g. overlays/prod")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "where clones and snapshots are kept (default: a folder under the system temp dir)")
 	fs.BoolVar(&o.allowRemoteBases, "allow-remote-bases", false, "let kustomizations pull bases and resources from remote URLs")
+	buildFlags(fs, &o.build)
 }
 
 func clusterFlags(fs *pflag.FlagSet, o *options) {

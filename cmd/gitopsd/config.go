@@ -39,6 +39,51 @@ type syncConfig struct {
 	SelfHeal      *bool  `json:"selfHeal,omitempty"`
 	Wait          *bool  `json:"wait,omitempty"`
 	HealthTimeout string `json:"healthTimeout,omitempty"`
+	// Build overrides the --build-* limits for this sync.
+	Build *buildConfig `json:"build,omitempty"`
+}
+
+// buildConfig is a sync's build limits: sizes as bytes or quantities
+// ("16Mi"), the timeout as a duration; empty fields keep the flags' values.
+type buildConfig struct {
+	MaxFileSize   string `json:"maxFileSize,omitempty"`
+	MaxTotalRead  string `json:"maxTotalRead,omitempty"`
+	MaxOutputSize string `json:"maxOutputSize,omitempty"`
+	MaxObjects    int    `json:"maxObjects,omitempty"`
+	Memory        string `json:"memory,omitempty"`
+	Timeout       string `json:"timeout,omitempty"`
+}
+
+// apply sets b's fields that c gives. Errors name the field.
+func (c *buildConfig) apply(b *buildLimits) error {
+	if c == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		dst       *byteSize
+		src, name string
+	}{{&b.maxFileSize, c.MaxFileSize, "maxFileSize"}, {&b.maxTotalRead, c.MaxTotalRead, "maxTotalRead"},
+		{&b.maxOutputSize, c.MaxOutputSize, "maxOutputSize"}, {&b.memory, c.Memory, "memory"}} {
+		if f.src == "" {
+			continue
+		}
+		if err := f.dst.Set(f.src); err != nil {
+			return fmt.Errorf("build.%s: %w", f.name, err)
+		}
+	}
+	if c.MaxObjects < 0 {
+		return fmt.Errorf("build.maxObjects: %d is negative", c.MaxObjects)
+	} else if c.MaxObjects > 0 {
+		b.maxObjects = c.MaxObjects
+	}
+	if c.Timeout != "" {
+		d, err := time.ParseDuration(c.Timeout)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("build.timeout: %q is not a positive duration", c.Timeout)
+		}
+		b.timeout = d
+	}
+	return nil
 }
 
 var syncName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$`)
@@ -105,6 +150,9 @@ func loadConfig(file string, flags *options) ([]*options, error) {
 			if b.src != nil {
 				*b.dst = *b.src
 			}
+		}
+		if err := sc.Build.apply(&o.build); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		if (o.gitURL == "") == (o.dir == "") {
 			return nil, fmt.Errorf("%s: set exactly one of gitURL and dir", where)

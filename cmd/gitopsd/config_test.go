@@ -6,6 +6,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+
+	"github.com/gitopsd/gitopsd/kustomize"
 )
 
 func writeConfig(t *testing.T, content string) string {
@@ -58,6 +63,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		"bad name":         {"syncs:\n- name: Not_DNS\n  gitURL: https://x/y.git\n", "syncs[0] (Not_DNS): name"},
 		"name twice":       {"syncs:\n- {name: a, gitURL: https://x/y.git}\n- {name: a, gitURL: https://x/z.git}\n", "syncs[1] (a): name used twice"},
 		"no source":        {"syncs:\n- name: a\n", "syncs[0] (a): set exactly one of gitURL and dir"},
+		"bad build size":   {"syncs:\n- name: a\n  gitURL: https://x/y.git\n  build: {memory: lots}\n", "syncs[0] (a): build.memory"},
+		"bad build time":   {"syncs:\n- name: a\n  gitURL: https://x/y.git\n  build: {timeout: -1s}\n", "syncs[0] (a): build.timeout"},
 		"two sources":      {"syncs:\n- {name: a, gitURL: https://x/y.git, dir: /tmp}\n", "exactly one"},
 		"bad interval":     {"syncs:\n- {name: a, gitURL: https://x/y.git, interval: soon}\n", `interval: "soon"`},
 		"absolute path":    {"syncs:\n- {name: a, gitURL: https://x/y.git, path: /etc}\n", "must be relative"},
@@ -71,5 +78,32 @@ func TestLoadConfigErrors(t *testing.T) {
 				t.Errorf("error %v, want one naming %s and saying %q", err, file, tc.want)
 			}
 		})
+	}
+}
+
+// TestLoadConfigBuildLimits checks that a sync's build limits override the
+// flags' and are what its builds get.
+func TestLoadConfigBuildLimits(t *testing.T) {
+	flags := &options{path: "."}
+	buildFlags(pflag.NewFlagSet("test", pflag.ContinueOnError), &flags.build)
+	file := writeConfig(t, `syncs:
+- name: big
+  gitURL: https://example.com/stack.git
+  build: {maxFileSize: 32Mi, maxTotalRead: "1073741824", maxOutputSize: 100Mi, maxObjects: 50000, memory: 1Gi, timeout: 5m}
+- name: plain
+  gitURL: https://example.com/stack.git
+`)
+	syncs, err := loadConfig(file, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := kustomize.Options{MaxFileSize: 32 << 20, MaxTotalRead: 1 << 30, MaxOutputSize: 100 << 20, MaxObjects: 50000, MaxBuildMemory: 1 << 30, MaxBuildTime: 5 * time.Minute}
+	if diff := cmp.Diff(want, builderOptions(syncs[0])); diff != "" {
+		t.Errorf("big (-want +got):\n%s", diff)
+	}
+	defaults := kustomize.Options{MaxFileSize: kustomize.DefaultMaxFileSize, MaxTotalRead: kustomize.DefaultMaxTotalRead, MaxOutputSize: kustomize.DefaultMaxOutputSize,
+		MaxObjects: kustomize.DefaultMaxObjects, MaxBuildMemory: kustomize.DefaultMaxBuildMemory, MaxBuildTime: kustomize.DefaultMaxBuildTime}
+	if diff := cmp.Diff(defaults, builderOptions(syncs[1])); diff != "" {
+		t.Errorf("plain: want the flags' defaults (-want +got):\n%s", diff)
 	}
 }

@@ -79,7 +79,7 @@ func newSource(o *options) (*source, error) {
 
 // buildFunc renders --path inside a snapshot.
 func buildFunc(o *options) reconciler.BuildFunc {
-	b := kustomize.NewBuilder(kustomize.Options{AllowRemoteBases: o.allowRemoteBases})
+	b := kustomize.NewBuilder(builderOptions(o))
 	return func(ctx context.Context, root string) ([]*unstructured.Unstructured, error) {
 		res, err := b.Build(ctx, root, o.path)
 		if err != nil {
