@@ -13,6 +13,25 @@
 // from Auth (see AuthFromFiles); they never appear in errors, String or log
 // values, and ssh requires known_hosts unless explicitly opted out.
 //
+// A repository, or the server in front of it, cannot make a Fetch exhaust
+// memory or disk: Options.MaxFetchSize bounds the bytes each ls-remote and
+// fetch receives, MaxObjectSize the inflated size of any one object (go-git
+// holds an object whole in memory while it indexes a pack, and a 1 MiB pack
+// can hold a 1 GiB file of zeros), MaxObjects the objects in a pack, and
+// MaxSnapshotSize and MaxSnapshotFiles the bytes and entries written into a
+// snapshot. A pack is checked as it streams in, before go-git's indexer sees
+// each object: the count from the pack's header, each object's size from
+// its own header (a delta's from the size of the object it makes), so an
+// object over the bound is never inflated. A snapshot is checked from each
+// blob's size before the file is written. Over a bound, Fetch fails at its
+// stage (ls-remote, fetch or checkout) with an error naming the Options
+// field and its value, such as "pack is over the 536870912-byte limit
+// (MaxFetchSize)"; the cache keeps no partial pack or snapshot, the shallow
+// list is restored, and the current snapshot stays current. Over http(s)
+// every response byte counts; over ssh, git and file, go-git decodes the
+// ref advertisement and the lines before the pack itself, with no hook to
+// count them, so only Timeout bounds those.
+//
 // The package never imports client-go. It returns data and errors for the
 // reconciler to report; an optional Logger gets DEBUG detail and a WARN when
 // an old snapshot cannot be removed.

@@ -7,11 +7,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -24,8 +27,9 @@ import (
 // abandoned work finishes in the background (it may still publish its
 // snapshot) and the next Fetch waits for it.
 // Errors name the redacted URL and the stage (cache, ls-remote, fetch,
-// verify, checkout); on error the previously returned snapshots are left
-// untouched and the current one stays current.
+// verify, checkout), and a bound of Options (MaxFetchSize and the others)
+// by name when one was exceeded; on error the previously returned
+// snapshots are left untouched and the current one stays current.
 func (s *Source) Fetch(ctx context.Context) (Snapshot, error) {
 	if err := context.Cause(ctx); err != nil {
 		return Snapshot{}, s.wrap("fetch", err)
@@ -80,6 +84,9 @@ func (s *Source) fetch(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, s.wrap("cache", err)
 	}
+	if err := cleanPackTemps(s.repoDir()); err != nil { // a crash's leftovers
+		s.log.Warn("git: remove partial packs", "source", s, "error", err)
+	}
 	commit, err := s.fetchCommit(ctx, repo, t)
 	if err != nil {
 		return Snapshot{}, err
@@ -104,6 +111,7 @@ func (s *Source) lsRemote(ctx context.Context) (target, error) {
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
+	ctx = withBudget(ctx, s.limits.fetchSize)
 	rem := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{s.remote.url}})
 	refs, err := rem.ListContext(ctx, &gogit.ListOptions{Auth: s.auth, PeelingOption: gogit.AppendPeeled})
 	if err != nil {
@@ -126,21 +134,38 @@ func (s *Source) published(h plumbing.Hash) bool {
 	return err == nil
 }
 
+func (s *Source) repoDir() string { return filepath.Join(s.cacheDir, "repo") }
+
+// largeObjectThreshold is the size above which go-git streams an object
+// from its pack when it is read rather than loading it whole, so writing a
+// big file into a snapshot does not hold it in memory (deltas excepted: a
+// delta's base and result are built in memory, up to MaxObjectSize).
+const largeObjectThreshold = 1 << 20
+
 // openRepo opens the bare cache repository, creating it on first use and
 // recreating it when it cannot be opened (say, a crash during init).
 func (s *Source) openRepo() (*gogit.Repository, error) {
-	dir := filepath.Join(s.cacheDir, "repo")
+	dir := s.repoDir()
 	repo, err := gogit.PlainOpen(dir)
-	if err == nil {
-		return repo, nil
-	}
-	if !errors.Is(err, gogit.ErrRepositoryNotExists) {
+	if err != nil && !errors.Is(err, gogit.ErrRepositoryNotExists) {
 		s.log.Debug("git: recreating unreadable cache repository", "source", s, "dir", dir, "error", err)
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
 	}
-	return gogit.PlainInit(dir, true)
+	if err != nil {
+		if repo, err = gogit.PlainInit(dir, true); err != nil {
+			return nil, err
+		}
+	}
+	// Reopened on the same files with largeObjectThreshold, which
+	// PlainOpen has no option for.
+	st, ok := repo.Storer.(*filesystem.Storage)
+	if !ok {
+		return repo, nil
+	}
+	return gogit.Open(filesystem.NewStorageWithOptions(st.Filesystem(), cache.NewObjectLRUDefault(),
+		filesystem.Options{LargeObjectThreshold: largeObjectThreshold}), nil)
 }
 
 // fetchCommit fetches t's ref (force-updating, so rewritten branches are
@@ -192,18 +217,24 @@ func (s *Source) fetchSHA(ctx context.Context, repo *gogit.Repository, h plumbin
 }
 
 // fetchRefs fetches specs; depth 0 means full history, which in a shallow
-// cache means deepening to everything.
+// cache means deepening to everything. The pack is held to s.limits (see
+// limitedStorer); a failed fetch leaves the cache as it found it.
 func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth int, specs ...config.RefSpec) error {
+	shallow, err := repo.Storer.Shallow()
+	if err != nil {
+		return err
+	}
 	unshallow := false
-	if depth == 0 {
-		if shallow, err := repo.Storer.Shallow(); err == nil && len(shallow) > 0 {
-			depth, unshallow = math.MaxInt32, true
-		}
+	if depth == 0 && len(shallow) > 0 {
+		depth, unshallow = math.MaxInt32, true
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	rem := gogit.NewRemote(repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{s.remote.url}})
-	err := rem.FetchContext(ctx, &gogit.FetchOptions{
+	ctx, abort := context.WithCancelCause(withBudget(ctx, s.limits.fetchSize))
+	defer abort(nil)
+	st := &limitedStorer{Storer: repo.Storer, limits: s.limits, abort: abort}
+	rem := gogit.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{s.remote.url}})
+	err = rem.FetchContext(ctx, &gogit.FetchOptions{
 		RefSpecs: specs,
 		Depth:    depth,
 		Auth:     s.auth,
@@ -213,10 +244,32 @@ func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth in
 	if errors.Is(err, gogit.NoErrAlreadyUpToDate) {
 		err = nil
 	}
-	if err == nil && unshallow {
+	if refused := st.refused(); refused != nil {
+		err = refused // go-git reports the cancellation it caused
+	}
+	if err != nil {
+		s.undoFetch(repo, shallow)
+		return err
+	}
+	if unshallow {
 		err = dropShallow(repo)
 	}
 	return err
+}
+
+// undoFetch removes what a failed fetch left: go-git writes the server's
+// shallow list before the pack, and keeps a pack it could not index in a
+// temp file. Refs are only updated after a whole pack, so they are as
+// before. Failures only cost disk or a deeper next fetch: logged.
+func (s *Source) undoFetch(repo *gogit.Repository, shallow []plumbing.Hash) {
+	if now, err := repo.Storer.Shallow(); err != nil || !slices.Equal(now, shallow) {
+		if err := repo.Storer.SetShallow(shallow); err != nil {
+			s.log.Warn("git: restore shallow list after a failed fetch", "source", s, "error", err)
+		}
+	}
+	if err := cleanPackTemps(s.repoDir()); err != nil {
+		s.log.Warn("git: remove partial packs", "source", s, "error", err)
+	}
 }
 
 // dropShallow removes from the shallow list the commits whose parents are

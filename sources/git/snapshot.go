@@ -47,7 +47,8 @@ func (s *Source) export(ctx context.Context, repo *gogit.Repository, commit *obj
 	if _, err := os.Lstat(dir); err == nil {
 		return nil
 	}
-	tree, err := commit.Tree()
+	b := &snapshotBudget{limits: s.limits}
+	tree, err := b.tree(repo.Storer, commit.TreeHash)
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", commit.Hash, err)
 	}
@@ -65,7 +66,7 @@ func (s *Source) export(ctx context.Context, repo *gogit.Repository, commit *obj
 		return err
 	}
 	defer root.Close()
-	if err := writeTree(ctx, root, repo.Storer, tree, ".", 0); err != nil {
+	if err := writeTree(ctx, root, repo.Storer, b, tree, ".", 0); err != nil {
 		return fmt.Errorf("commit %s: %w", commit.Hash, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
@@ -78,7 +79,7 @@ func (s *Source) export(ctx context.Context, repo *gogit.Repository, commit *obj
 // inside the snapshot even if a hostile tree tries "..", or a path through a
 // symlink it created; symlinks themselves are recreated verbatim, and the
 // kustomize stage rejects those that point outside the snapshot.
-func writeTree(ctx context.Context, root *os.Root, st storer.EncodedObjectStorer, tree *object.Tree, dir string, depth int) error {
+func writeTree(ctx context.Context, root *os.Root, st storer.EncodedObjectStorer, b *snapshotBudget, tree *object.Tree, dir string, depth int) error {
 	if depth > maxTreeDepth {
 		return fmt.Errorf("%s: tree deeper than %d levels", dir, maxTreeDepth)
 	}
@@ -90,28 +91,31 @@ func writeTree(ctx context.Context, root *os.Root, st storer.EncodedObjectStorer
 		if err := checkEntryName(e.Name); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if err := writeEntry(ctx, root, st, e, name, depth); err != nil {
+		if err := b.entry(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := writeEntry(ctx, root, st, b, e, name, depth); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-func writeEntry(ctx context.Context, root *os.Root, st storer.EncodedObjectStorer, e object.TreeEntry, name string, depth int) error {
+func writeEntry(ctx context.Context, root *os.Root, st storer.EncodedObjectStorer, b *snapshotBudget, e object.TreeEntry, name string, depth int) error {
 	switch e.Mode {
 	case filemode.Dir:
-		sub, err := object.GetTree(st, e.Hash)
+		sub, err := b.tree(st, e.Hash)
 		if err != nil {
 			return err
 		}
 		if err := root.Mkdir(name, 0o755); err != nil {
 			return err
 		}
-		return writeTree(ctx, root, st, sub, name, depth+1)
+		return writeTree(ctx, root, st, b, sub, name, depth+1)
 	case filemode.Regular, filemode.Deprecated:
-		return writeBlob(root, st, e.Hash, name, 0o644)
+		return writeBlob(root, st, b, e.Hash, name, 0o644)
 	case filemode.Executable:
-		return writeBlob(root, st, e.Hash, name, 0o755)
+		return writeBlob(root, st, b, e.Hash, name, 0o755)
 	case filemode.Symlink:
 		target, err := readBlob(st, e.Hash)
 		if err != nil {
@@ -139,9 +143,12 @@ func checkEntryName(name string) error {
 	return nil
 }
 
-func writeBlob(root *os.Root, st storer.EncodedObjectStorer, h plumbing.Hash, name string, perm os.FileMode) (err error) {
+func writeBlob(root *os.Root, st storer.EncodedObjectStorer, b *snapshotBudget, h plumbing.Hash, name string, perm os.FileMode) (err error) {
 	blob, err := object.GetBlob(st, h)
 	if err != nil {
+		return err
+	}
+	if err := b.file(blob.Size); err != nil {
 		return err
 	}
 	r, err := blob.Reader()
@@ -158,8 +165,48 @@ func writeBlob(root *os.Root, st storer.EncodedObjectStorer, h plumbing.Hash, na
 			err = cerr
 		}
 	}()
-	_, err = io.Copy(f, r)
+	_, err = io.Copy(f, io.LimitReader(r, blob.Size))
 	return err
+}
+
+// snapshotBudget counts what one export writes against the snapshot limits.
+// Sizes come from object headers, so a file over a limit is refused before
+// it is read or written.
+type snapshotBudget struct {
+	limits       limits
+	bytes, files int64
+}
+
+func (b *snapshotBudget) entry() error {
+	b.files++
+	if over(b.limits.snapshotFiles, b.files) {
+		return &limitError{what: "snapshot", limit: b.limits.snapshotFiles, unit: "entry", option: "MaxSnapshotFiles"}
+	}
+	return nil
+}
+
+func (b *snapshotBudget) file(size int64) error {
+	if over(b.limits.objectSize, size) { // fetched before the limit was set
+		return &limitError{what: fmt.Sprintf("blob of %d bytes", size), limit: b.limits.objectSize, unit: "byte", option: "MaxObjectSize"}
+	}
+	b.bytes += size
+	if over(b.limits.snapshotSize, b.bytes) {
+		return &limitError{what: "snapshot", limit: b.limits.snapshotSize, unit: "byte", option: "MaxSnapshotSize"}
+	}
+	return nil
+}
+
+// tree decodes tree h, which go-git does in memory, unless it is over
+// MaxObjectSize.
+func (b *snapshotBudget) tree(st storer.EncodedObjectStorer, h plumbing.Hash) (*object.Tree, error) {
+	o, err := st.EncodedObject(plumbing.TreeObject, h)
+	if err != nil {
+		return nil, err
+	}
+	if over(b.limits.objectSize, o.Size()) {
+		return nil, &limitError{what: fmt.Sprintf("tree of %d bytes", o.Size()), limit: b.limits.objectSize, unit: "byte", option: "MaxObjectSize"}
+	}
+	return object.DecodeTree(st, o)
 }
 
 // maxSymlinkTarget bounds a symlink blob: the OS limit is PATH_MAX.

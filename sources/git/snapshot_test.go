@@ -115,7 +115,7 @@ func TestWriteTree(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			err = writeTree(t.Context(), root, b.st, tree, ".", 0)
+			err = writeTree(t.Context(), root, b.st, &snapshotBudget{}, tree, ".", 0)
 
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -149,7 +149,7 @@ func TestWriteTreeStopsOnCancel(t *testing.T) {
 	defer root.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := writeTree(ctx, root, b.st, tree, ".", 0); err != context.Canceled {
+	if err := writeTree(ctx, root, b.st, &snapshotBudget{}, tree, ".", 0); err != context.Canceled {
 		t.Errorf("writeTree with a cancelled ctx = %v, want context.Canceled", err)
 	}
 }

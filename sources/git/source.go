@@ -76,6 +76,51 @@ type Options struct {
 	// Only the commit is checked, not an annotated tag's own signature.
 	VerifyKeys []string
 
+	// MaxFetchSize bounds the bytes one network operation (the ls-remote,
+	// each fetch) receives: the pack and, over http(s), the whole responses
+	// (ref advertisement, shallow and ACK lines, progress). A fetch streams
+	// into a pack file in the cache, so this is the disk one fetch can take;
+	// it stops a broken or hostile remote from sending until the disk is
+	// full. Over it, Fetch fails at stage ls-remote or fetch. A GitOps repo
+	// fetches a few MiB at depth 1. 0 means 512 MiB; negative means
+	// unlimited.
+	MaxFetchSize int64
+
+	// MaxObjectSize bounds the inflated size of any one object (file, tree,
+	// commit) a fetch brings and a snapshot writes. go-git's pack indexer
+	// holds each object whole in memory, three copies at once for a delta
+	// (base, result, cached base), and a 1 MiB pack can hold a 1 GiB file
+	// of zeros: this bounds a fetch's memory to about three times it. An
+	// object over it is refused from its header before it is inflated, a
+	// delta from the size of the object it makes, and the fetch fails at
+	// stage fetch (checkout, for one already in the cache). 0 means 32 MiB,
+	// several times the largest single-file manifests (CRD bundles of a
+	// few MiB); negative means unlimited.
+	MaxObjectSize int64
+
+	// MaxObjects bounds the objects in one fetched pack, refused from the
+	// pack's header. go-git's indexer keeps about 500 bytes of memory per
+	// object, and small objects pack at a few dozen bytes each: a 20 MiB
+	// pack of 500,000 files costs 250 MiB of heap. A depth-1 fetch has one
+	// object per file and directory, plus the commit. 0 means 500,000;
+	// negative means unlimited.
+	MaxObjects int64
+
+	// MaxSnapshotSize bounds the bytes of the files written into one
+	// snapshot, so a repository cannot fill the disk with its checkout (up
+	// to KeepSnapshots+1 snapshots are kept at once). Each file's size is
+	// known before it is written, so a snapshot never goes over; one that
+	// would is removed and Fetch fails at stage checkout. 0 means 1 GiB;
+	// negative means unlimited.
+	MaxSnapshotSize int64
+
+	// MaxSnapshotFiles bounds the entries (files, directories, symlinks) of
+	// one snapshot. Trees can name the same subtree many times, so a few KiB
+	// of objects can describe a billion empty files, which no byte bound
+	// catches. Over it, Fetch fails at stage checkout. 0 means 100,000;
+	// negative means unlimited.
+	MaxSnapshotFiles int64
+
 	// Logger receives DEBUG detail (skipped fetches) and a WARN when an old
 	// snapshot cannot be removed. Default: discard. Fetch's result and error
 	// are the real report.
@@ -128,6 +173,7 @@ type Source struct {
 	keep       int
 	auth       transport.AuthMethod
 	verifyKeys []string
+	limits     limits
 	secrets    []string
 	log        *slog.Logger
 
@@ -157,6 +203,13 @@ func New(opts Options) (*Source, error) {
 		log:        opts.Logger,
 		sem:        make(chan struct{}, 1),
 		verified:   map[plumbing.Hash]bool{},
+		limits: limits{
+			fetchSize:     positiveOr(opts.MaxFetchSize, defaultMaxFetchSize),
+			objectSize:    positiveOr(opts.MaxObjectSize, defaultMaxObjectSize),
+			objects:       positiveOr(opts.MaxObjects, defaultMaxObjects),
+			snapshotSize:  positiveOr(opts.MaxSnapshotSize, defaultMaxSnapshotSize),
+			snapshotFiles: positiveOr(opts.MaxSnapshotFiles, defaultMaxSnapshotFiles),
+		},
 	}
 	if s.ref, err = parseRef(opts.Ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.url, err)
@@ -178,8 +231,9 @@ func New(opts Options) (*Source, error) {
 }
 
 // positiveOr applies the Options convention: zero means the default,
-// negative means none (0: full depth, no timeout, no old snapshots).
-func positiveOr[T int | time.Duration](v, def T) T {
+// negative means none (0: full depth, no timeout, no old snapshots, no
+// limit).
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
 	switch {
 	case v == 0:
 		return def
