@@ -35,10 +35,12 @@ type yamlStats struct {
 
 // checkYAML parses data (the file name) document by document and refuses
 // documents nested deeper than maxDepth or whose aliases would expand them
-// beyond the aliasNodes rule. A document that does not parse is left to
-// kustomize, which reports it or, for a generator's data file, does not
-// parse it at all.
-func checkYAML(name string, data []byte, maxDepth int) (yamlStats, error) {
+// beyond the aliasNodes rule. It stops early, without an error, once the
+// file holds more than maxObjects objects: the caller refuses that. A
+// document that does not
+// parse is left to kustomize, which reports it or, for a generator's data
+// file, does not parse it at all.
+func checkYAML(name string, data []byte, maxDepth, maxObjects int) (yamlStats, error) {
 	var st yamlStats
 	if len(bytes.TrimSpace(data)) == 0 {
 		return st, nil
@@ -64,6 +66,9 @@ func checkYAML(name string, data []byte, maxDepth int) (yamlStats, error) {
 		}
 		st.objects += countObjects(&n)
 		st.docs = append(st.docs, &n)
+		if st.objects > maxObjects {
+			return st, nil
+		}
 	}
 	return st, nil
 }

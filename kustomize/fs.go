@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"sigs.k8s.io/kustomize/api/konfig"
+	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
@@ -270,8 +271,12 @@ func fileType(m fs.FileMode) string {
 // named otherwise may point at it). The secret values of the file are
 // recorded first, so that even a refusal's message can be scrubbed.
 func (c *confinedFS) checkContent(name, real string, data []byte) error {
-	st, err := checkYAML(name, data, c.maxDepth)
+	c.mu.Lock()
+	left := c.maxObjects - c.objects
+	c.mu.Unlock()
+	st, err := checkYAML(name, data, c.maxDepth, left)
 	c.secrets.scanFile(real, data, st.docs)
+	c.secrets.scanPluginConfigs(st.docs, c.secrets.configDirs(real), c.resolve)
 	if err != nil {
 		return err
 	}
@@ -288,10 +293,77 @@ func (c *confinedFS) checkContent(name, real string, data []byte) error {
 			if kust != nil {
 				c.secrets.scanKustomization(kust, filepath.Dir(real), c.resolve)
 			}
+			if err == nil {
+				err = c.countListed(name, kust)
+			}
 			return err
 		}
 	}
 	return checkPluginConfigs(name, data, c.allowRemote)
+}
+
+// countListed refuses the kustomization k (the file name) when the files
+// its resources list hold, with the objects read so far, more than
+// maxObjects objects. kustomize reads those files one at a time and
+// accumulates each file's objects before it reads the next, with id
+// lookups that take time growing with the square of the objects so far:
+// counting each file only as it is read would let ten files of 10,000
+// objects spin for minutes before the third one is read. Only files
+// listed directly are counted here (bases are counted when their
+// kustomization is read), each distinct file once however often it is
+// listed, and only as far as the read limits go; a file that cannot be
+// read or checked counts as none and is left to kustomize's own read,
+// which reports it.
+func (c *confinedFS) countListed(name string, k *types.Kustomization) error {
+	c.mu.Lock()
+	total, budget := c.objects, c.maxTotal-c.read
+	c.mu.Unlock()
+	dir := filepath.Dir(c.abs(name))
+	counts := map[string]int{}
+	for _, r := range k.Resources {
+		p := c.abs(joinLocal(dir, strings.TrimSpace(r)))
+		n, ok := counts[p]
+		if !ok {
+			n, budget = c.countFile(p, budget, c.maxObjects-total)
+			counts[p] = n
+		}
+		if total += n; total > c.maxObjects {
+			return &LimitError{Limit: "MaxObjects", Msg: fmt.Sprintf("the resources %s lists take the build over %d objects", name, c.maxObjects)}
+		}
+	}
+	return nil
+}
+
+// countFile returns the objects in the file at p (counted up to just over
+// left), read within budget bytes, and what is left of the budget.
+// Anything but a regular file inside the root, within the limits and with
+// YAML that passes its checks counts as none.
+func (c *confinedFS) countFile(p string, budget int64, left int) (int, int64) {
+	real, err := evalExisting(p)
+	if err != nil || !c.allowed(p) || !c.allowed(real) {
+		return 0, budget
+	}
+	if info, err := os.Stat(real); err != nil || !info.Mode().IsRegular() || info.Size() > min(c.maxFile, budget) {
+		return 0, budget
+	}
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, budget
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return 0, budget
+	}
+	data, err := io.ReadAll(io.LimitReader(f, min(c.maxFile, budget)+1))
+	budget -= int64(len(data))
+	if err != nil || budget < 0 {
+		return 0, budget
+	}
+	st, err := checkYAML(p, data, c.maxDepth, left)
+	if err != nil {
+		return 0, budget
+	}
+	return st.objects, budget
 }
 
 // CleanedAbs splits a path inside the root into its directory and file name

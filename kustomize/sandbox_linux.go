@@ -2,6 +2,7 @@ package kustomize
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"syscall"
 	"unsafe"
@@ -21,6 +22,11 @@ func sandbox(opts Options) error {
 	if err := setLimits(opts); err != nil {
 		return err
 	}
+	// If the pod's memory limit is reached anyway, the kernel's OOM killer
+	// takes the worker, not the daemon beside it. Raising one's own score
+	// needs no privilege; where /proc is not writable the limits above
+	// still hold.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
 	if opts.AllowRemoteBases {
 		return nil
 	}

@@ -128,6 +128,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 			lastFailure = key
 			LogSync(ctx, l.opts.Logger, level, l.opts.Path, res, err)
+			l.logLastGood(ctx, level, res)
 			if transient(se.Stage) {
 				backoff = min(max(2*backoff, l.opts.MinBackoff), l.opts.Interval)
 				wait = backoff/2 + rand.N(backoff/2+1) // jitter: half to the full backoff
@@ -156,6 +157,26 @@ func (l *Loop) Run(ctx context.Context) error {
 		timer.Stop()
 	}
 }
+
+// logLastGood reports what a failed sync applied of the last good
+// revision (see Syncer.applyLastGood): a record when it changed something
+// (it healed drift), or when it failed, at the failure's level.
+func (l *Loop) logLastGood(ctx context.Context, level slog.Level, res SyncResult) {
+	switch {
+	case res.LastGood == "":
+	case res.LastGoodErr != nil:
+		l.opts.Logger.Log(ctx, level, MsgLastGoodFailed, "revision", res.LastGood, "path", l.opts.Path, "error", res.LastGoodErr.Error())
+	case res.Count(Created)+res.Count(Configured) > 0:
+		l.opts.Logger.Info(MsgLastGoodApplied, "revision", res.LastGood, "path", l.opts.Path,
+			"created", res.Count(Created), "configured", res.Count(Configured), "unchanged", res.Count(Unchanged))
+	}
+}
+
+// Records of a failed sync that applied the last good revision instead.
+const (
+	MsgLastGoodApplied = "last good revision applied"
+	MsgLastGoodFailed  = "last good revision not applied"
+)
 
 // transient failures are retried with backoff; build and validation failures
 // are the commit's fault and wait for the next commit or interval.

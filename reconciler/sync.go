@@ -112,6 +112,11 @@ type SyncResult struct {
 	// Skipped is set when the revision was applied before and
 	// OnlyNewRevisions is on: nothing was read or written.
 	Skipped bool
+	// LastGood is set on a sync that failed at fetch or build and applied
+	// the last revision that synced instead (see applyLastGood); Changes
+	// are then that apply's, and LastGoodErr its error, if any.
+	LastGood    string
+	LastGoodErr error
 }
 
 // StageTime is the duration of one stage of a sync.
@@ -156,6 +161,13 @@ type Syncer struct {
 		revision string
 		objs     []*unstructured.Unstructured
 		redactor *kustomize.Redactor // their Secret values, see redact
+		err      error               // the build failed: not run again for this revision
+	}
+	// good is the last revision that synced, and its objects as applied:
+	// what applyLastGood applies.
+	good struct {
+		revision string
+		objs     []*unstructured.Unstructured
 	}
 }
 
@@ -182,7 +194,10 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 	snap, err := s.source.Fetch(ctx)
 	fetched := time.Since(start)
 	if err != nil {
-		return SyncResult{FetchDuration: fetched, Duration: fetched}, &SyncError{Stage: StageFetch, Err: err}
+		res := SyncResult{FetchDuration: fetched}
+		s.applyLastGood(ctx, &res)
+		res.Duration = time.Since(start)
+		return res, s.redact(&SyncError{Stage: StageFetch, Err: err})
 	}
 	res, err := s.syncSnapshot(ctx, snap)
 	res.Revision, res.FetchDuration = snap.Revision, fetched
@@ -194,6 +209,28 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 		}
 	}
 	return res, s.redact(err)
+}
+
+// applyLastGood applies the objects of the last revision that synced when
+// the current one cannot be fetched or built, so that drift is still
+// healed while a broken commit is the head or git is unreachable: never an
+// older revision than the last applied, never a build that failed. It
+// validates and applies (no prune, no health wait), and only when self-heal
+// is on. The sync is still reported as failed; res says what this did.
+func (s *Syncer) applyLastGood(ctx context.Context, res *SyncResult) {
+	if s.opts.OnlyNewRevisions || s.good.objs == nil {
+		return
+	}
+	objs := make([]*unstructured.Unstructured, len(s.good.objs))
+	for i, obj := range s.good.objs {
+		objs[i] = obj.DeepCopy()
+	}
+	res.LastGood = s.good.revision
+	plans, err := s.applier.Validate(ctx, objs)
+	if err == nil {
+		res.Changes, err = s.applier.Apply(ctx, plans)
+	}
+	res.LastGoodErr = s.redact(err)
 }
 
 // redact is the one point through which a sync's error passes before it
@@ -231,6 +268,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	objs, err := s.buildOnce(ctx, snap)
 	res.timeStage(StageBuild, began)
 	if err != nil {
+		s.applyLastGood(ctx, &res)
 		return res, &SyncError{Stage: StageBuild, Err: err}
 	}
 	if len(objs) == 0 {
@@ -282,6 +320,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 		return res, &SyncError{Stage: StagePrune, Err: err}
 	}
 	applied = true
+	s.good.revision, s.good.objs = snap.Revision, objs
 	if s.opts.Observer != nil {
 		s.opts.Observer.Applied(objs)
 	}
@@ -304,11 +343,19 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 func (s *Syncer) buildOnce(ctx context.Context, snap Snapshot) ([]*unstructured.Unstructured, error) {
 	if s.built.revision != snap.Revision || snap.Revision == "" {
 		objs, err := s.build(ctx, snap.Dir)
+		if err != nil && ctx.Err() == nil {
+			// A build is a function of the revision: its failure is too,
+			// and a hostile one may take the whole build time to fail.
+			s.built.revision, s.built.objs, s.built.err = snap.Revision, nil, err
+		}
 		if err != nil {
 			return nil, err
 		}
-		s.built.revision, s.built.objs = snap.Revision, objs
+		s.built.revision, s.built.objs, s.built.err = snap.Revision, objs, nil
 		s.built.redactor = kustomize.NewRedactorFromObjects(objs)
+	}
+	if s.built.err != nil {
+		return nil, s.built.err
 	}
 	out := make([]*unstructured.Unstructured, len(s.built.objs))
 	for i, obj := range s.built.objs {

@@ -3,7 +3,7 @@
 // in the same run, and prints the ratios. Each tool gets its own namespace so
 // that neither finds the other's objects.
 //
-// Cases: the MySQL stack of overlays/dev, and 1,000 generated objects
+// Cases: build isolation (build.go), the MySQL stack of overlays/dev, and 1,000 generated objects
 // (ConfigMaps, Services, Deployments). For each, cold applies on an idle
 // control plane (the median of coldRuns) and a no-op re-apply; wall time,
 // the process's peak RSS and CPU time, the control plane's CPU time; and
@@ -42,7 +42,7 @@ import (
 )
 
 func main() {
-	cases := flag.String("cases", "drift,mysql,1000", "the cases to run, comma-separated: drift, mysql, 1000")
+	cases := flag.String("cases", "build,drift,mysql,1000", "the cases to run, comma-separated: build, drift, mysql, 1000")
 	flag.Parse()
 	// The in-process CSI driver's client-go controllers log races they
 	// retry (a volume deleted under them) through klog: not the bench's
@@ -92,6 +92,11 @@ func run(ctx context.Context, stdout, stderr io.Writer, cases []string) error {
 	// (A cgo build maps more of itself: about 17 MiB more peak RSS.)
 	if err := command(ctx, root, "env", "CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags=-s -w", "-o", gitopsd, "./cmd/gitopsd"); err != nil {
 		return err
+	}
+	if slices.Contains(cases, "build") {
+		if err := buildBench(ctx, stdout, root, work, gitopsd); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
 	}
 	rusage := filepath.Join(work, "rusage")
 	if err := command(ctx, root, "go", "build", "-o", rusage, "./test/cmd/rusage"); err != nil {
