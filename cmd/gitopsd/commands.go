@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/gitopsd/gitopsd/sources/git"
 )
 
 // options are the command-line settings; every flag can also come from a
@@ -24,6 +26,8 @@ type options struct {
 	cacheDir                     string
 	allowRemoteBases             bool
 	build                        buildLimits
+	gitMaxFetch, gitMaxObject    byteSize
+	gitMaxSnapshot               byteSize
 
 	kubeconfig, context string
 
@@ -82,6 +86,10 @@ func sourceFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "where clones and snapshots are kept (default: a folder under the system temp dir)")
 	fs.BoolVar(&o.allowRemoteBases, "allow-remote-bases", false, "let kustomizations pull bases and resources from remote URLs")
 	buildFlags(fs, &o.build)
+	o.gitMaxFetch, o.gitMaxObject, o.gitMaxSnapshot = git.DefaultMaxFetchSize, git.DefaultMaxObjectSize, git.DefaultMaxSnapshotSize
+	fs.Var(&o.gitMaxFetch, "git-max-fetch-size", "bytes one git fetch may receive (the pack included)")
+	fs.Var(&o.gitMaxObject, "git-max-object-size", "largest object (file, once inflated) a git fetch may bring")
+	fs.Var(&o.gitMaxSnapshot, "git-max-snapshot-size", "bytes of files one revision's snapshot may hold")
 }
 
 func clusterFlags(fs *pflag.FlagSet, o *options) {

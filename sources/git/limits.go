@@ -25,11 +25,11 @@ import (
 
 // Defaults of the Options bounds; see the fields for why each exists.
 const (
-	defaultMaxFetchSize     = 512 << 20
-	defaultMaxObjectSize    = 32 << 20
-	defaultMaxObjects       = 500_000
-	defaultMaxSnapshotSize  = 1 << 30
-	defaultMaxSnapshotFiles = 100_000
+	DefaultMaxFetchSize     = 512 << 20
+	DefaultMaxObjectSize    = 32 << 20
+	DefaultMaxObjects       = 500_000
+	DefaultMaxSnapshotSize  = 1 << 30
+	DefaultMaxSnapshotFiles = 100_000
 )
 
 // limitError reports a bound that a repository went over. Its message names

@@ -204,11 +204,11 @@ func New(opts Options) (*Source, error) {
 		sem:        make(chan struct{}, 1),
 		verified:   map[plumbing.Hash]bool{},
 		limits: limits{
-			fetchSize:     positiveOr(opts.MaxFetchSize, defaultMaxFetchSize),
-			objectSize:    positiveOr(opts.MaxObjectSize, defaultMaxObjectSize),
-			objects:       positiveOr(opts.MaxObjects, defaultMaxObjects),
-			snapshotSize:  positiveOr(opts.MaxSnapshotSize, defaultMaxSnapshotSize),
-			snapshotFiles: positiveOr(opts.MaxSnapshotFiles, defaultMaxSnapshotFiles),
+			fetchSize:     positiveOr(opts.MaxFetchSize, DefaultMaxFetchSize),
+			objectSize:    positiveOr(opts.MaxObjectSize, DefaultMaxObjectSize),
+			objects:       positiveOr(opts.MaxObjects, DefaultMaxObjects),
+			snapshotSize:  positiveOr(opts.MaxSnapshotSize, DefaultMaxSnapshotSize),
+			snapshotFiles: positiveOr(opts.MaxSnapshotFiles, DefaultMaxSnapshotFiles),
 		},
 	}
 	if s.ref, err = parseRef(opts.Ref); err != nil {
