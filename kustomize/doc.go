@@ -5,26 +5,30 @@
 // server: the reconciler takes the objects from here to the server-side
 // dry-run, the apply and the prune. `gitopsd build` prints Result.YAML.
 //
-// The flow is source -> snapshot -> Builder.Build -> Result (objects, YAML,
-// hash) -> reconciler.
+// The flow is source -> snapshot -> Builder.Build (in a worker process) ->
+// Result (objects, YAML, hash) -> reconciler.
 //
 // # Safety
 //
 // A snapshot is content from a git repository, so a build treats it as
-// untrusted and enforces the DESIGN safety rule that the repo cannot reach
-// outside itself:
+// untrusted (docs/design.md, "Build isolation"):
 //
+//   - Every build runs in a worker process: this binary re-executed with
+//     WorkerArg (main calls ServeWorker), with memory, CPU and wall-clock
+//     limits, no inherited environment, a private temporary directory, and,
+//     unless remote bases are allowed, a seccomp filter that refuses
+//     sockets and exec. It is killed when its context ends. A limit hit is
+//     a *LimitError naming the bound.
 //   - kustomize sees the snapshot through a read-only file system that
 //     resolves every path, symlinks included, and refuses any that leads
-//     outside the root: a symlink to /etc/passwd, a resource
-//     "../../../outside.yaml", an absolute path elsewhere. The error names the
-//     file relative to the root.
-//   - Go plugins, exec and container KRM functions and helm are off: a
-//     generator or transformer that needs them fails the build, and nothing
-//     is run.
-//   - Remote bases and resources (http(s) URLs, git repositories) are refused
-//     before kustomize can fetch them, unless Options.AllowRemoteBases.
-//   - Limits bound each file read, the total read and the rendered output.
+//     outside the root, and any special file (FIFO, socket, device) by its
+//     type before opening it. Errors name the file relative to the root.
+//   - Each file is checked before kustomize parses it: size, total read,
+//     YAML depth and alias expansion, and the object count (bounds.go).
+//   - Go plugins, exec and container KRM functions and helm are off.
+//   - Remote references are refused early, naming the field, unless
+//     Options.AllowRemoteBases; the sandbox is what enforces it.
+//   - Error messages carry no secret value of what was read (Redactor).
 //   - A kustomize panic becomes an error.
 //
 // # Ordering

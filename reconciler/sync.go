@@ -85,8 +85,9 @@ type SyncOptions struct {
 
 // Observer follows what the syncs apply: the drift Watcher.
 type Observer interface {
-	// Applying: a validated set is about to change the cluster.
-	Applying()
+	// Applying: a validated set of revision is about to change the
+	// cluster.
+	Applying(revision string)
 	// Applied: the set is applied and pruned; it is the desired state now.
 	Applied(objs []*unstructured.Unstructured)
 	// Resume: the sync that called Applying failed; the desired state is
@@ -291,7 +292,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	}
 	applied := false
 	if obs := s.opts.Observer; obs != nil {
-		obs.Applying()
+		obs.Applying(snap.Revision)
 		defer func() {
 			if !applied {
 				obs.Resume()

@@ -87,6 +87,9 @@ type Watcher struct {
 	desired   []*unstructured.Unstructured
 	gen       int  // bumped by every Applied
 	suspended bool // a sync is applying: live state is in flux
+	// partial is the revision of a sync that began applying and failed:
+	// objects it reached carry it (see skipInFlight). Cleared by Applied.
+	partial string
 	open      []drift.Finding
 	view      View
 
@@ -152,9 +155,9 @@ func NewWatcher(cs kubernetes.Interface, dyn dynamic.Interface, mapper meta.REST
 
 // Applying suspends the checks while a sync changes the cluster: objects in
 // flux between two revisions are not drift.
-func (w *Watcher) Applying() {
+func (w *Watcher) Applying(revision string) {
 	w.mu.Lock()
-	w.suspended = true
+	w.suspended, w.partial = true, revision
 	w.mu.Unlock()
 }
 
@@ -162,7 +165,7 @@ func (w *Watcher) Applying() {
 // now on they are what the cluster must match. It resumes the checks.
 func (w *Watcher) Applied(objs []*unstructured.Unstructured) {
 	w.mu.Lock()
-	w.desired, w.suspended = objs, false
+	w.desired, w.suspended, w.partial = objs, false, ""
 	w.gen++
 	w.mu.Unlock()
 	w.poke()
@@ -229,7 +232,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // when the alert book next needs a look (a grace period ending, a reminder).
 func (w *Watcher) check(ctx context.Context) (time.Time, bool) {
 	w.mu.Lock()
-	desired, gen, suspended := w.desired, w.gen, w.suspended
+	desired, gen, suspended, partial := w.desired, w.gen, w.suspended, w.partial
 	w.mu.Unlock()
 	if suspended || desired == nil {
 		return time.Time{}, false
@@ -244,7 +247,7 @@ func (w *Watcher) check(ctx context.Context) (time.Time, bool) {
 	}
 	now := time.Now()
 	snap := w.snapshot(now, desired)
-	findings := skipInFlight(drift.Check(snap, w.opts.Drift), desired, snap.Live)
+	findings := skipInFlight(drift.Check(snap, w.opts.Drift), partial, snap.Live)
 	events := w.book.Observe(now, findings)
 	w.mu.Lock()
 	w.open = w.book.Open()
@@ -305,7 +308,6 @@ func (w *Watcher) Once(ctx context.Context, desired []*unstructured.Unstructured
 	}
 	now := time.Now()
 	findings := drift.Check(w.snapshot(now, desired), w.opts.Drift)
-	findings = skipInFlight(findings, desired, w.live())
 	return slices.DeleteFunc(findings, func(f drift.Finding) bool {
 		return !f.Since.IsZero() && now.Sub(f.Since) < f.Grace
 	}), nil
@@ -491,17 +493,19 @@ func (w *Watcher) live() map[drift.Ref]*unstructured.Unstructured {
 	return live
 }
 
-// skipInFlight drops object-drift on objects whose live revision is not the
-// desired one: a sync that failed half-way left them between two
-// revisions, which is the sync's failure to report, not drift.
-func skipInFlight(findings []drift.Finding, desired []*unstructured.Unstructured, live map[drift.Ref]*unstructured.Unstructured) []drift.Finding {
-	want := map[drift.Ref]string{}
-	for _, obj := range desired {
-		want[drift.RefOf(obj)] = obj.GetAnnotations()[RevisionAnnotation]
+// skipInFlight drops object-drift on objects that a sync which failed
+// half-way left at its revision (partial): that is the sync's failure to
+// report, not drift. Objects at any other revision are compared as usual:
+// an object a commit did not change keeps the revision annotation of the
+// commit that last changed it (the annotation alone is not a change, see
+// ignoredFields), so "not the desired revision" says nothing.
+func skipInFlight(findings []drift.Finding, partial string, live map[drift.Ref]*unstructured.Unstructured) []drift.Finding {
+	if partial == "" {
+		return findings
 	}
 	return slices.DeleteFunc(findings, func(f drift.Finding) bool {
 		l, ok := live[f.Object]
-		return ok && f.Code == drift.ObjectDrift && l.GetAnnotations()[RevisionAnnotation] != want[f.Object]
+		return ok && f.Code == drift.ObjectDrift && l.GetAnnotations()[RevisionAnnotation] == partial
 	})
 }
 

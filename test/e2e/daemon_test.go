@@ -154,6 +154,17 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 		cancel()
 		_ = cmd.Wait()
 		<-done
+		if dir := os.Getenv("E2E_ARTIFACTS"); dir != "" {
+			d.mu.Lock()
+			var all strings.Builder
+			for _, r := range d.records {
+				line, _ := json.Marshal(r)
+				all.Write(append(line, '\n'))
+			}
+			d.mu.Unlock()
+			// The whole log, DEBUG included, to read after a run.
+			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".gitopsd.log"), []byte(all.String()), 0o644)
+		}
 		if t.Failed() {
 			d.mu.Lock()
 			for _, r := range d.records {
