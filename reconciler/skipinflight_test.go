@@ -38,7 +38,7 @@ func TestSkipInFlight(t *testing.T) {
 		want    []drift.Finding
 	}{
 		"no sync failed half-way: every finding stays": {"", findings("old", "current", "partial")},
-		"objects a failed sync reached are skipped":     {"main@sha1:r2", findings("old", "current")},
+		"objects a failed sync reached are skipped":    {"main@sha1:r2", findings("old", "current")},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -90,8 +90,8 @@ type Watcher struct {
 	// partial is the revision of a sync that began applying and failed:
 	// objects it reached carry it (see skipInFlight). Cleared by Applied.
 	partial string
-	open      []drift.Finding
-	view      View
+	open    []drift.Finding
+	view    View
 
 	// The informers of managed objects and the ApplySet id they select,
 	// for LiveHashes; hashMemo keeps each cached object's liveHash until
