@@ -147,6 +147,20 @@ func (c *confinedFS) resolve(name string) (string, error) {
 	return real, nil
 }
 
+// lookup is resolve for a path the build may never read: it records no
+// refusal.
+func (c *confinedFS) lookup(name string) (string, error) {
+	p := c.abs(name)
+	real, err := evalExisting(p)
+	if err != nil {
+		return "", err
+	}
+	if !c.allowed(p) || !c.allowed(real) {
+		return "", fmt.Errorf("%s: outside the repository root", c.rel(p))
+	}
+	return real, nil
+}
+
 // abs returns name cleaned and made absolute, relative names being taken
 // relative to the root.
 func (c *confinedFS) abs(name string) string {
@@ -276,7 +290,7 @@ func (c *confinedFS) checkContent(name, real string, data []byte) error {
 	c.mu.Unlock()
 	st, err := checkYAML(name, data, c.maxDepth, left)
 	c.secrets.scanFile(real, data, st.docs)
-	c.secrets.scanPluginConfigs(st.docs, c.secrets.configDirs(real), c.resolve)
+	c.secrets.scanPluginConfigs(st.docs, c.secrets.configDirs(real), c.lookup)
 	if err != nil {
 		return err
 	}
@@ -339,8 +353,8 @@ func (c *confinedFS) countListed(name string, k *types.Kustomization) error {
 // Anything but a regular file inside the root, within the limits and with
 // YAML that passes its checks counts as none.
 func (c *confinedFS) countFile(p string, budget int64, left int) (int, int64) {
-	real, err := evalExisting(p)
-	if err != nil || !c.allowed(p) || !c.allowed(real) {
+	real, err := c.lookup(p)
+	if err != nil {
 		return 0, budget
 	}
 	if info, err := os.Stat(real); err != nil || !info.Mode().IsRegular() || info.Size() > min(c.maxFile, budget) {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,9 +33,10 @@ const redactedText = "[redacted]"
 // the values of what it reads; FromObjects adds those of built objects.
 // Its methods may be called concurrently. The zero value is empty.
 type Redactor struct {
-	mu     sync.Mutex
-	values map[string]bool
-	files  map[string]bool // resolved paths whose whole content is secret
+	mu      sync.Mutex
+	values  map[string]bool
+	files   map[string]bool     // resolved paths whose whole content is secret
+	configs map[string][]string // resolved generator and transformer config files: the directories of the kustomizations listing them
 }
 
 // NewRedactorFromObjects returns a Redactor for the Secret values among objs.
@@ -98,12 +100,37 @@ func (r *Redactor) add(v string) {
 		q := strconv.Quote(p)
 		j, _ := json.Marshal(p)
 		bytesList := fmt.Sprint([]byte(p))
-		for _, f := range []string{p, q[1 : len(q)-1], string(j[1 : len(j)-1]),
-			base64.StdEncoding.EncodeToString([]byte(p)), base64.RawStdEncoding.EncodeToString([]byte(p)),
-			bytesList[1 : len(bytesList)-1]} {
+		b64 := base64.StdEncoding.EncodeToString([]byte(p))
+		for _, f := range append([]string{p, q[1 : len(q)-1], string(j[1 : len(j)-1]),
+			b64, base64.RawStdEncoding.EncodeToString([]byte(p)),
+			bytesList[1 : len(bytesList)-1]}, wrappedBase64(b64)...) {
 			r.values[f] = true
 		}
 	}
+}
+
+// base64Column is where kyaml breaks the base64 of the data it generates
+// (a secretGenerator's values): a line feed after every 70 characters.
+const base64Column = 70
+
+// wrappedBase64 returns the spellings of b64 broken as kyaml breaks it:
+// whole, quoted, and line by line (a message may quote it escaped).
+func wrappedBase64(b64 string) []string {
+	if len(b64) <= base64Column {
+		return nil
+	}
+	var forms []string
+	var wrapped strings.Builder
+	for i := 0; i < len(b64); i += base64Column {
+		line := b64[i:min(i+base64Column, len(b64))]
+		wrapped.WriteString(line + "\n")
+		if len(line) >= minSecretLen {
+			forms = append(forms, line)
+		}
+	}
+	w := wrapped.String()
+	q := strconv.Quote(w)
+	return append(forms, w, strings.TrimSuffix(w, "\n"), q[1:len(q)-1])
 }
 
 // addEncoded records v, and when it is Secret data (base64), what it
@@ -167,6 +194,14 @@ func (r *Redactor) scanSecretDoc(doc *yaml.Node) {
 	if n.Kind != yaml.MappingNode {
 		return
 	}
+	// kyaml expands aliases and merge keys ("<<") before kustomize sees a
+	// document, so they can make it a Secret or put a value in its data
+	// without either being spelled there. Such a document with a "Secret"
+	// in it gives all its values.
+	if expands, secret := aliasesAndSecret(n); expands && secret {
+		r.addScalars(n)
+		return
+	}
 	kind := mappingValue(n, "kind")
 	if kind == nil {
 		return
@@ -189,20 +224,52 @@ func (r *Redactor) scanSecretDoc(doc *yaml.Node) {
 	}
 }
 
-// addScalars records every scalar value under n (keys excluded).
-func (r *Redactor) addScalars(n *yaml.Node) {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		r.addEncoded(n.Value, true)
-	case yaml.MappingNode:
-		for i := 1; i < len(n.Content); i += 2 {
-			r.addScalars(n.Content[i])
+// aliasesAndSecret reports whether the tree under n has an alias or a
+// merge key, and whether it has a scalar "Secret" (key or value).
+func aliasesAndSecret(n *yaml.Node) (expands, secret bool) {
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		switch {
+		case n.Kind == yaml.AliasNode || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!merge":
+			expands = true
+		case n.Kind == yaml.ScalarNode && n.Value == "Secret":
+			secret = true
 		}
-	default:
-		for _, c := range n.Content {
-			r.addScalars(c)
+		for _, c := range n.Content { // aliases are not followed: every node is in the tree once
+			walk(c)
 		}
 	}
+	walk(n)
+	return expands, secret
+}
+
+// addScalars records every scalar value under n (keys excluded), aliases
+// followed as kyaml expands them; each node once, so that the walk is
+// linear in the document even for one that is an alias bomb.
+func (r *Redactor) addScalars(n *yaml.Node) {
+	seen := map[*yaml.Node]bool{}
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		switch n.Kind {
+		case yaml.ScalarNode:
+			r.addEncoded(n.Value, true)
+		case yaml.AliasNode:
+			walk(n.Alias)
+		case yaml.MappingNode:
+			for i := 1; i < len(n.Content); i += 2 {
+				walk(n.Content[i])
+			}
+		default:
+			for _, c := range n.Content {
+				walk(c)
+			}
+		}
+	}
+	walk(n)
 }
 
 // scanKustomization records the secrets a kustomization spells or points
@@ -250,6 +317,108 @@ func (r *Redactor) scanKustomization(k *types.Kustomization, dir string, resolve
 			r.addPatch(string(p), false)
 		}
 	}
+	// Builtin generators and transformers: inline ones now, files when
+	// they are read (see scanPluginConfigs), with this directory.
+	for _, e := range slices.Concat(k.Generators, k.Transformers, k.Validators) {
+		if !strings.Contains(e, "\n") {
+			if real, err := resolve(joinLocal(dir, strings.TrimSpace(e))); err == nil {
+				r.addConfigDir(real, dir)
+			}
+			continue
+		}
+		var docs []*yaml.Node
+		for _, d := range splitDocuments([]byte(e)) {
+			var n yaml.Node
+			if yaml.Unmarshal(d, &n) == nil {
+				docs = append(docs, &n)
+			}
+		}
+		r.scanPluginConfigs(docs, []string{dir}, resolve)
+	}
+}
+
+// addConfigDir records that the kustomization in dir lists the generator
+// or transformer configuration file at path (resolved).
+func (r *Redactor) addConfigDir(path, dir string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.configs == nil {
+		r.configs = map[string][]string{}
+	}
+	if !slices.Contains(r.configs[path], dir) {
+		r.configs[path] = append(r.configs[path], dir)
+	}
+}
+
+// configDirs returns the directories the relative paths of the
+// configurations in the file at path (resolved) may be taken from: the
+// kustomizations that listed it, and its own.
+func (r *Redactor) configDirs(path string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(slices.Clone(r.configs[path]), filepath.Dir(path))
+}
+
+// scanPluginConfigs records the secrets of the builtin generator and
+// transformer configurations among docs as scanKustomization does those
+// of a kustomization's own entries: a SecretGenerator's literals and
+// files, the patches of a patch transformer. Their relative paths are
+// taken from each of dirs.
+func (r *Redactor) scanPluginConfigs(docs []*yaml.Node, dirs []string, resolve func(string) (string, error)) {
+	for _, d := range docs {
+		if k := builtinEntry(d); k != nil {
+			for _, dir := range dirs {
+				r.scanKustomization(k, dir, resolve)
+			}
+		}
+	}
+}
+
+// builtinEntry returns the kustomization entry that a builtin
+// SecretGenerator or patch transformer configuration stands for, or nil.
+// The document is decoded, aliases and merge keys resolved, as kustomize
+// decodes it.
+func builtinEntry(doc *yaml.Node) *types.Kustomization {
+	var meta struct {
+		APIVersion string `yaml:"apiVersion"`
+		Kind       string `yaml:"kind"`
+	}
+	if doc.Decode(&meta) != nil || meta.APIVersion != "builtin" {
+		return nil
+	}
+	var k types.Kustomization
+	var err error
+	switch meta.Kind {
+	case "SecretGenerator":
+		var g types.SecretArgs
+		err = doc.Decode(&g)
+		k.SecretGenerator = []types.SecretArgs{g}
+	case "PatchTransformer":
+		var p types.Patch
+		err = doc.Decode(&p)
+		k.Patches = []types.Patch{p}
+	case "PatchJson6902Transformer":
+		var p struct {
+			Target *types.Selector `yaml:"target"`
+			Path   string          `yaml:"path"`
+			JsonOp string          `yaml:"jsonOp"`
+		}
+		err = doc.Decode(&p)
+		k.PatchesJson6902 = []types.Patch{{Target: p.Target, Path: p.Path, Patch: p.JsonOp}}
+	case "PatchStrategicMergeTransformer":
+		var p struct {
+			Paths   []types.PatchStrategicMerge `yaml:"paths"`
+			Patches string                      `yaml:"patches"`
+		}
+		err = doc.Decode(&p)
+		k.PatchesStrategicMerge = append(p.Paths, types.PatchStrategicMerge(p.Patches))
+	default:
+		return nil
+	}
+	if err != nil {
+		return nil
+	}
+	return &k
 }
 
 // addPatch records an inline patch's secrets: every scalar of a JSON patch

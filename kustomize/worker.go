@@ -172,8 +172,13 @@ func (b *Builder) workerFailure(path string, st *os.ProcessState, stderr string,
 				Msg: fmt.Sprintf("the build used more than %s of CPU time", cpuLimit(b.opts))}
 		}
 	}
-	if strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory") {
-		return memory
+	// The Go runtime's words, and a race-detector build's when its shadow
+	// memory or its heap meets the address-space limit.
+	for _, oom := range []string{"out of memory", "cannot allocate memory",
+		"ThreadSanitizer failed to allocate", "too many address space collisions"} {
+		if strings.Contains(stderr, oom) {
+			return memory
+		}
 	}
 	return fmt.Errorf("%s: build: the build worker failed (%s)", path, st)
 }
