@@ -7,7 +7,9 @@ import (
 )
 
 // BenchmarkBuild1000 builds a kustomization of 1,000 objects (ConfigMaps,
-// Services and Deployments, as `make bench` generates).
+// Services and Deployments, as `make bench` generates), in a worker process
+// as the daemon does and in this process (what isolation costs; `make
+// bench` reports the same comparison).
 func BenchmarkBuild1000(b *testing.B) {
 	dir := b.TempDir()
 	var objs strings.Builder
@@ -26,15 +28,22 @@ func BenchmarkBuild1000(b *testing.B) {
 		"objects.yaml":       objs.String(),
 		"kustomization.yaml": "resources:\n- objects.yaml\n",
 	})
-	builder := NewBuilder(Options{})
-	b.ReportAllocs()
-	for b.Loop() {
-		res, err := builder.Build(b.Context(), dir, ".")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(res.Objects) != 1000 {
-			b.Fatalf("built %d objects, want 1000", len(res.Objects))
-		}
+	for _, bc := range []struct {
+		name string
+		opts Options
+	}{{"worker", Options{}}, {"in-process", Options{InProcess: true}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			builder := NewBuilder(bc.opts)
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := builder.Build(b.Context(), dir, ".")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Objects) != 1000 {
+					b.Fatalf("built %d objects, want 1000", len(res.Objects))
+				}
+			}
+		})
 	}
 }
