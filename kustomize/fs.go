@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -308,12 +309,38 @@ func (c *confinedFS) checkContent(name, real string, data []byte) error {
 				c.secrets.scanKustomization(kust, filepath.Dir(real), c.resolve)
 			}
 			if err == nil {
+				err = c.checkInline(name, kust)
+			}
+			if err == nil {
 				err = c.countListed(name, kust)
 			}
 			return err
 		}
 	}
 	return checkPluginConfigs(name, data, c.allowRemote)
+}
+
+// checkInline applies the YAML bounds to the documents a kustomization
+// holds inline (patches, generator, transformer and validator
+// configurations), which kustomize parses without reading a file.
+func (c *confinedFS) checkInline(name string, k *types.Kustomization) error {
+	var inline []string
+	for _, p := range slices.Concat(k.Patches, k.PatchesJson6902) {
+		inline = append(inline, p.Patch)
+	}
+	for _, p := range k.PatchesStrategicMerge {
+		inline = append(inline, string(p))
+	}
+	inline = append(inline, inlineConfigs(k)...)
+	for _, doc := range inline {
+		if !strings.Contains(doc, "\n") && !strings.ContainsAny(doc, "{[&*") {
+			continue // a path, or a one-line scalar
+		}
+		if _, err := checkYAML(name+" (inline)", []byte(doc), c.maxDepth, c.maxObjects); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // countListed refuses the kustomization k (the file name) when the files
