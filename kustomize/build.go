@@ -225,7 +225,9 @@ func (b *Builder) Build(ctx context.Context, root, path string) (*Result, error)
 		return b.buildInWorker(ctx, realRoot, dir, path)
 	}
 	res, secrets, err := b.build(realRoot, dir, path)
-	if err != nil {
+	if le := (*LimitError)(nil); errors.As(err, &le) {
+		return nil, &LimitError{Path: le.Path, Limit: le.Limit, Msg: secrets.Redact(le.Msg)}
+	} else if err != nil {
 		return nil, errors.New(secrets.Redact(err.Error()))
 	}
 	if err := ctx.Err(); err != nil {
