@@ -86,7 +86,8 @@ func (b *Builder) buildInWorker(ctx context.Context, root, dir, path string) (*R
 		return nil, fmt.Errorf("%s: build: worker: %w", path, err)
 	}
 	cmd := exec.Command(exe, WorkerArg)
-	cmd.Dir = tmp
+	// Not the private directory: /proc/self/cwd would name it.
+	cmd.Dir = "/"
 	cmd.Env = workerEnv(tmp, b.opts)
 	cmd.Stdin = bytes.NewReader(req)
 	cmd.SysProcAttr = workerProcAttr()
