@@ -113,9 +113,10 @@ type SyncResult struct {
 	// Skipped is set when the revision was applied before and
 	// OnlyNewRevisions is on: nothing was read or written.
 	Skipped bool
-	// LastGood is set on a sync that failed at fetch or build and applied
-	// the last revision that synced instead (see applyLastGood); Changes
-	// are then that apply's, and LastGoodErr its error, if any.
+	// LastGood is set on a sync that failed at fetch, build or validation
+	// and applied the last revision that synced instead (see
+	// applyLastGood); Changes are then that apply's, and LastGoodErr its
+	// error, if any.
 	LastGood    string
 	LastGoodErr error
 }
@@ -213,11 +214,12 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 }
 
 // applyLastGood applies the objects of the last revision that synced when
-// the current one cannot be fetched or built, so that drift is still
-// healed while a broken commit is the head or git is unreachable: never an
-// older revision than the last applied, never a build that failed. It
-// validates and applies (no prune, no health wait), and only when self-heal
-// is on. The sync is still reported as failed; res says what this did.
+// the current one cannot be fetched, built or validated, so that drift is
+// still healed while a broken commit is the head or git is unreachable:
+// never an older revision than the last applied, never a build that failed.
+// It validates and applies (no prune, no health wait), and only when
+// self-heal is on. The sync is still reported as failed; res says what
+// this did.
 func (s *Syncer) applyLastGood(ctx context.Context, res *SyncResult) {
 	if s.opts.OnlyNewRevisions || s.good.objs == nil {
 		return
@@ -273,6 +275,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 		return res, &SyncError{Stage: StageBuild, Err: err}
 	}
 	if len(objs) == 0 {
+		s.applyLastGood(ctx, &res)
 		return res, &SyncError{Stage: StageValidate, Err: fmt.Errorf("%w: nothing applied, nothing pruned", ErrEmptyBuild)}
 	}
 	current := make([]ObjRef, len(objs))
@@ -288,6 +291,7 @@ func (s *Syncer) syncSnapshot(ctx context.Context, snap Snapshot) (SyncResult, e
 	plans, err := s.applier.Validate(ctx, objs)
 	res.timeStage(StageValidate, began)
 	if err != nil {
+		s.applyLastGood(ctx, &res)
 		return res, &SyncError{Stage: StageValidate, Err: err}
 	}
 	applied := false
