@@ -51,6 +51,15 @@ type confinedFS struct {
 	read    int64 // bytes read so far in this build
 	objects int   // objects in the files read so far
 	fatal   error // the first refusal, see above
+	// preread holds the files countListed read and checked, by resolved
+	// path, until kustomize reads them.
+	preread map[string]prereadFile
+}
+
+// prereadFile is a file countListed read, with what checkYAML found in it.
+type prereadFile struct {
+	data  []byte
+	stats yamlStats
 }
 
 var _ filesys.FileSystem = (*confinedFS)(nil)
@@ -66,6 +75,7 @@ func newConfinedFS(root string, opts Options) *confinedFS {
 		maxObjects:  opts.MaxObjects,
 		maxDepth:    opts.MaxYAMLDepth,
 		secrets:     &Redactor{},
+		preread:     map[string]prereadFile{},
 	}
 	if opts.AllowRemoteBases {
 		if tmp, err := filepath.EvalSymlinks(os.TempDir()); err == nil {
@@ -218,38 +228,28 @@ func (c *confinedFS) ReadFile(name string) ([]byte, error) {
 }
 
 // readLimited reads the regular file at real (already resolved), counting
-// it against the build's limits. Errors call it name. A FIFO, socket or
-// device is refused by its type before it is opened (opening a FIFO
-// blocks until a writer comes), and opened without blocking in case it was
-// swapped in since.
+// it against the build's limits. Errors call it name. A file countListed
+// has read already is not read again: what was counted is what is built.
 func (c *confinedFS) readLimited(real, name string) ([]byte, error) {
-	if info, err := os.Stat(real); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	} else if !info.Mode().IsRegular() {
-		return nil, c.refuse(fmt.Errorf("%s: not a regular file (%s): special files are never read", name, fileType(info.Mode())))
-	}
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if !info.Mode().IsRegular() {
-		return nil, c.refuse(fmt.Errorf("%s: not a regular file (%s): special files are never read", name, fileType(info.Mode())))
-	}
-	if info.Size() > c.maxFile {
-		return nil, c.refuse(&LimitError{Limit: "MaxFileSize", Msg: fmt.Sprintf("%s is %d bytes, over the limit of %d", name, info.Size(), c.maxFile)})
-	}
-	// The limit again while reading, in case the file grows.
-	data, err := io.ReadAll(io.LimitReader(f, c.maxFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if int64(len(data)) > c.maxFile {
-		return nil, c.refuse(&LimitError{Limit: "MaxFileSize", Msg: fmt.Sprintf("%s is over the limit of %d bytes", name, c.maxFile)})
+	c.mu.Lock()
+	pre, ok := c.preread[real]
+	c.mu.Unlock()
+	data := pre.data
+	if !ok {
+		var err error
+		data, err = readRegular(real, c.maxFile)
+		var special *specialFileError
+		var large *largeFileError
+		switch {
+		case errors.As(err, &special):
+			return nil, c.refuse(fmt.Errorf("%s: not a regular file (%s): special files are never read", name, fileType(special.mode)))
+		case errors.As(err, &large) && large.size >= 0:
+			return nil, c.refuse(&LimitError{Limit: "MaxFileSize", Msg: fmt.Sprintf("%s is %d bytes, over the limit of %d", name, large.size, c.maxFile)})
+		case errors.As(err, &large):
+			return nil, c.refuse(&LimitError{Limit: "MaxFileSize", Msg: fmt.Sprintf("%s is over the limit of %d bytes", name, c.maxFile)})
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	c.mu.Lock()
 	c.read += int64(len(data))
@@ -260,6 +260,54 @@ func (c *confinedFS) readLimited(real, name string) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// readRegular reads the file real, which must be a regular file of at most
+// max bytes. A FIFO, socket or device is refused by its type before it is
+// opened (opening a FIFO blocks until a writer comes), and opened without
+// blocking in case it was swapped in since: a *specialFileError. A file
+// over max is a *largeFileError, before it is read when its size says so.
+func readRegular(real string, max int64) ([]byte, error) {
+	if info, err := os.Stat(real); err != nil {
+		return nil, err
+	} else if !info.Mode().IsRegular() {
+		return nil, &specialFileError{info.Mode()}
+	}
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, &specialFileError{info.Mode()}
+	}
+	if info.Size() > max {
+		return nil, &largeFileError{info.Size()}
+	}
+	// The limit again while reading, in case the file grows.
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, &largeFileError{-1}
+	}
+	return data, nil
+}
+
+// specialFileError is a file that is not a regular one.
+type specialFileError struct{ mode fs.FileMode }
+
+func (e *specialFileError) Error() string { return "not a regular file (" + fileType(e.mode) + ")" }
+
+// largeFileError is a file over the size limit: its size, or -1 when it
+// grew past the limit while it was read.
+type largeFileError struct{ size int64 }
+
+func (e *largeFileError) Error() string { return "file too large" }
 
 // fileType names a non-regular file's type for an error.
 func fileType(m fs.FileMode) string {
@@ -288,8 +336,13 @@ func fileType(m fs.FileMode) string {
 func (c *confinedFS) checkContent(name, real string, data []byte) error {
 	c.mu.Lock()
 	left := c.maxObjects - c.objects
+	pre, counted := c.preread[real]
+	delete(c.preread, real)
 	c.mu.Unlock()
-	st, err := checkYAML(name, data, c.maxDepth, left)
+	st, err := pre.stats, error(nil)
+	if !counted || st.objects > left {
+		st, err = checkYAML(name, data, c.maxDepth, left)
+	}
 	c.secrets.scanFile(real, data, st.docs)
 	c.secrets.scanPluginConfigs(st.docs, c.secrets.configDirs(real), c.lookup)
 	if err != nil {
@@ -384,26 +437,20 @@ func (c *confinedFS) countFile(p string, budget int64, left int) (int, int64) {
 	if err != nil {
 		return 0, budget
 	}
-	if info, err := os.Stat(real); err != nil || !info.Mode().IsRegular() || info.Size() > min(c.maxFile, budget) {
-		return 0, budget
-	}
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return 0, budget
-	}
-	defer f.Close()
-	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
-		return 0, budget
-	}
-	data, err := io.ReadAll(io.LimitReader(f, min(c.maxFile, budget)+1))
+	data, err := readRegular(real, min(c.maxFile, budget))
 	budget -= int64(len(data))
-	if err != nil || budget < 0 {
+	if err != nil {
 		return 0, budget
 	}
 	st, err := checkYAML(p, data, c.maxDepth, left)
 	if err != nil {
 		return 0, budget
 	}
+	// kustomize reads the file next: it gets these bytes, and they are
+	// not parsed again (see readLimited and checkContent).
+	c.mu.Lock()
+	c.preread[real] = prereadFile{data: data, stats: st}
+	c.mu.Unlock()
 	return st.objects, budget
 }
 
