@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/resource"
@@ -288,7 +289,7 @@ func (b *Builder) build(root, dir, path string) (res *Result, secrets *Redactor,
 	if err != nil {
 		return nil, fSys.secrets, fmt.Errorf("%s: kustomize build: %w", path, relError{err, root})
 	}
-	res, err = render(m, b.opts.MaxOutputSize)
+	res, err = render(m, b.opts.MaxOutputSize, b.opts.InProcess)
 	if err != nil {
 		return nil, fSys.secrets, fmt.Errorf("%s: %w", path, err)
 	}
@@ -345,17 +346,18 @@ func (e relError) Unwrap() error { return e.err }
 
 // rendered is one object of the output with its YAML.
 type rendered struct {
-	obj  *unstructured.Unstructured
+	obj  *unstructured.Unstructured // nil unless render was asked for objects
 	yaml []byte
 	json []byte
+	rank int
 }
 
 // render converts m into a Result, objects in apply order.
-func render(m resmap.ResMap, maxOutput int64) (*Result, error) {
+func render(m resmap.ResMap, maxOutput int64, objects bool) (*Result, error) {
 	items := make([]rendered, 0, m.Size())
 	var size int64
 	for i, r := range m.Resources() {
-		item, err := renderOne(r)
+		item, err := renderOne(r, objects)
 		if err != nil {
 			return nil, err
 		}
@@ -369,7 +371,7 @@ func render(m resmap.ResMap, maxOutput int64) (*Result, error) {
 		items = append(items, item)
 	}
 	slices.SortStableFunc(items, func(a, b rendered) int {
-		return cmp.Compare(Rank(a.obj), Rank(b.obj))
+		return cmp.Compare(a.rank, b.rank)
 	})
 	res := &Result{Objects: make([]*unstructured.Unstructured, len(items)), objectsJSON: make([][]byte, len(items))}
 	var out bytes.Buffer
@@ -386,8 +388,10 @@ func render(m resmap.ResMap, maxOutput int64) (*Result, error) {
 	return res, nil
 }
 
-// renderOne converts one kustomize resource.
-func renderOne(r *resource.Resource) (rendered, error) {
+// renderOne converts one kustomize resource: its YAML and JSON, and, when
+// objects is set, the object itself (a worker sends JSON; its parent
+// decodes it).
+func renderOne(r *resource.Resource, objects bool) (rendered, error) {
 	// Through JSON so that numbers come out as int64, as unstructured
 	// requires for DeepCopy. The YAML is what r.AsYAML returns, which is
 	// this conversion of the same JSON: made once, not twice (each costs a
@@ -400,11 +404,15 @@ func renderOne(r *resource.Resource) (rendered, error) {
 	if err != nil {
 		return rendered{}, fmt.Errorf("%s: encode: %w", ref(r), err)
 	}
-	obj := &unstructured.Unstructured{}
-	if err := obj.UnmarshalJSON(j); err != nil {
-		return rendered{}, fmt.Errorf("%s: decode: %w", ref(r), err)
+	gvk := r.GetGvk()
+	item := rendered{yaml: y, json: j, rank: rankOf(schema.GroupKind{Group: gvk.Group, Kind: gvk.Kind}, r.GetNamespace())}
+	if objects {
+		item.obj = &unstructured.Unstructured{}
+		if err := item.obj.UnmarshalJSON(j); err != nil {
+			return rendered{}, fmt.Errorf("%s: decode: %w", ref(r), err)
+		}
 	}
-	return rendered{obj: obj, yaml: y, json: j}, nil
+	return item, nil
 }
 
 // ref names r as Kind/namespace/name, or Kind/name without a namespace.

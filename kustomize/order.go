@@ -108,11 +108,15 @@ var kindRanks = map[schema.GroupKind]int{
 // (kustomize leaves a namespace on every namespaced object of a build that
 // sets one), and ranked after the workloads otherwise.
 func Rank(obj *unstructured.Unstructured) int {
-	gk := obj.GroupVersionKind().GroupKind()
+	return rankOf(obj.GroupVersionKind().GroupKind(), obj.GetNamespace())
+}
+
+// rankOf is Rank of an object of kind gk in namespace.
+func rankOf(gk schema.GroupKind, namespace string) int {
 	if r, ok := kindRanks[gk]; ok {
 		return r
 	}
-	if obj.GetNamespace() == "" {
+	if namespace == "" {
 		return rankCluster
 	}
 	return rankOther
