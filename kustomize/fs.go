@@ -144,33 +144,34 @@ func (c *confinedFS) allowed(p string) bool {
 // was checked is what is read. The parts of name that do not exist are kept
 // as they are: they contain no symlink to follow.
 func (c *confinedFS) resolve(name string) (string, error) {
+	real, err := c.lookup(name)
+	if esc := (*escapeError)(nil); errors.As(err, &esc) {
+		return "", c.refuse(err)
+	}
+	return real, err
+}
+
+// lookup is resolve for a path the build may never read: an escape is an
+// *escapeError, not recorded as the build's refusal.
+func (c *confinedFS) lookup(name string) (string, error) {
 	p := c.abs(name)
 	if !c.allowed(p) {
-		return "", c.refuse(fmt.Errorf("%s: path escapes the repository root", c.rel(p)))
+		return "", &escapeError{c.rel(p) + ": path escapes the repository root"}
 	}
 	real, err := evalExisting(p)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", c.rel(p), err)
 	}
 	if !c.allowed(real) {
-		return "", c.refuse(fmt.Errorf("%s: symlink escapes the repository root", c.rel(p)))
+		return "", &escapeError{c.rel(p) + ": symlink escapes the repository root"}
 	}
 	return real, nil
 }
 
-// lookup is resolve for a path the build may never read: it records no
-// refusal.
-func (c *confinedFS) lookup(name string) (string, error) {
-	p := c.abs(name)
-	real, err := evalExisting(p)
-	if err != nil {
-		return "", err
-	}
-	if !c.allowed(p) || !c.allowed(real) {
-		return "", fmt.Errorf("%s: outside the repository root", c.rel(p))
-	}
-	return real, nil
-}
+// escapeError is a path that leads outside the root.
+type escapeError struct{ msg string }
+
+func (e *escapeError) Error() string { return e.msg }
 
 // abs returns name cleaned and made absolute, relative names being taken
 // relative to the root.
