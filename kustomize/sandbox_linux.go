@@ -39,12 +39,18 @@ func sandbox(opts Options) error {
 // touches (page summaries, arena index) before the first allocation.
 const addressSpaceSlack = 2 << 30
 
-// setLimits sets the worker's rlimits: CPU time (the kernel kills at it),
+// setLimits sets the worker's rlimits: CPU time (the kernel kills at it;
+// counted from the request, after what the worker's start-up used),
 // address space (an allocation beyond it fails at once), no core dump (it
 // would hold the build's input), no files written unless remote bases are
 // allowed (kustomize clones them).
 func setLimits(opts Options) error {
-	cpu := uint64(cpuLimit(opts).Seconds())
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return fmt.Errorf("getrusage: %w", err)
+	}
+	used := uint64(ru.Utime.Sec + ru.Stime.Sec + 1) // rounded up
+	cpu := used + uint64(cpuLimit(opts).Seconds())
 	mem := uint64(opts.MaxBuildMemory) + addressSpaceSlack
 	limits := []struct {
 		res int

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -52,6 +53,7 @@ type request struct {
 	Root    string // absolute, symlink-free snapshot root
 	Dir     string // absolute, symlink-free kustomization directory inside Root
 	Path    string // Dir as the caller named it, for error messages
+	Tmp     string // the private directory of this build (see privateTempDir)
 	Options Options
 }
 
@@ -70,35 +72,34 @@ type response struct {
 // an environment of its own and the memory, CPU and time bounds of the
 // options. The child is killed, not asked, when ctx ends or the build time
 // runs out; see docs/design.md, "Build isolation", for why a process.
+//
+// The worker is the spare one started after the previous build, when there
+// is one (Options.SpareWorker, takeWorker): its start-up and kustomize's
+// initialisation are then already done.
 func (b *Builder) buildInWorker(ctx context.Context, root, dir, path string) (*Result, error) {
+	exe, err := b.workerExecutable()
+	if err != nil {
+		return nil, fmt.Errorf("%s: build: worker: %w", path, err)
+	}
 	tmp, err := privateTempDir()
 	if err != nil {
 		return nil, fmt.Errorf("%s: build: %w", path, err)
 	}
 	defer os.RemoveAll(tmp)
-
-	req, err := json.Marshal(request{Root: root, Dir: dir, Path: path, Options: b.opts})
+	req, err := json.Marshal(request{Root: root, Dir: dir, Path: path, Tmp: tmp, Options: b.opts})
 	if err != nil {
 		return nil, fmt.Errorf("%s: build: %w", path, err)
 	}
-	exe, err := b.workerExecutable()
+	key := workerKey{exe: exe, remote: b.opts.AllowRemoteBases}
+	w, err := takeWorker(key)
 	if err != nil {
-		return nil, fmt.Errorf("%s: build: worker: %w", path, err)
-	}
-	cmd := exec.Command(exe, WorkerArg)
-	// Not the private directory: /proc/self/cwd would name it.
-	cmd.Dir = "/"
-	cmd.Env = workerEnv(tmp, b.opts)
-	cmd.Stdin = bytes.NewReader(req)
-	cmd.SysProcAttr = workerProcAttr()
-	stderr := &limitedBuffer{max: 64 << 10}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("%s: build: worker: %w", path, err)
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%s: build: start worker: %w", path, err)
+	}
+	defer w.close()
+	if b.opts.SpareWorker {
+		// The next build's worker starts (and initialises) while there is
+		// nothing to build, not while the next commit waits.
+		defer refillSpare(key)
 	}
 
 	// The watchdog kills the worker's whole process group (git, when remote
@@ -119,20 +120,24 @@ func (b *Builder) buildInWorker(ctx context.Context, root, dir, path string) (*R
 			killedFor = &LimitError{Path: path, Limit: "MaxBuildTime",
 				Msg: fmt.Sprintf("the build ran for longer than %s", b.opts.MaxBuildTime)}
 		}
-		killGroup(cmd.Process.Pid)
+		w.kill()
 	}()
 
+	// A worker that has died since it was started fails the write or the
+	// decoding below, and is reported from its exit status.
+	_, writeErr := w.stdin.Write(req)
+	w.stdin.Close()
 	// The worker writes YAML and JSON of every object: about twice the
 	// rendered output, which the worker itself bounds by MaxOutputSize.
 	maxResponse := 2*b.opts.MaxOutputSize + 1<<20
 	var resp response
-	decErr := gob.NewDecoder(&limitedReader{r: stdout, left: maxResponse}).Decode(&resp)
+	decErr := gob.NewDecoder(&limitedReader{r: w.stdout, left: maxResponse}).Decode(&resp)
 	if decErr != nil {
-		// Stop a worker that is still writing, so that Wait returns.
-		killGroup(cmd.Process.Pid)
+		// Stop a worker that is still writing, so that it exits.
+		w.kill()
 	}
-	io.Copy(io.Discard, stdout)
-	waitErr := cmd.Wait()
+	io.Copy(io.Discard, w.stdout)
+	<-w.exited
 	close(done)
 	<-watchdog
 
@@ -146,10 +151,139 @@ func (b *Builder) buildInWorker(ctx context.Context, root, dir, path string) (*R
 		return nil, &LimitError{Path: path, Limit: "MaxOutputSize",
 			Msg: fmt.Sprintf("the worker's output is over %d bytes", maxResponse)}
 	}
-	if waitErr != nil || decErr != nil {
-		return nil, b.workerFailure(path, cmd.ProcessState, stderr.String(), errors.Join(waitErr, decErr))
+	if w.waitErr != nil || decErr != nil {
+		return nil, b.workerFailure(path, w.state, w.stderr.String(), errors.Join(w.waitErr, decErr, writeErr))
 	}
 	return resp.result(path)
+}
+
+// worker is a started worker process, waiting for its request on stdin.
+type worker struct {
+	pid    int
+	stdin  *os.File // the write end of the worker's standard input
+	stdout *os.File // the read end of its standard output
+	stderr *limitedBuffer
+
+	exited  chan struct{} // closed once the process has ended and been waited for
+	state   *os.ProcessState
+	waitErr error
+}
+
+// workerKey is what a started worker depends on: the binary, and whether
+// its environment is that of a build with remote bases (see workerEnv).
+// Everything else about a build comes with its request.
+type workerKey struct {
+	exe    string
+	remote bool
+}
+
+// spare is the one worker started ahead of the next build: builds run one
+// at a time in the process (buildSlot), so one is enough. It is for the key
+// of the last build; a build of another key replaces it.
+var spare struct {
+	sync.Mutex
+	key workerKey
+	w   *worker
+}
+
+// takeWorker returns the spare worker for key if it is still alive, else a
+// newly started one.
+func takeWorker(key workerKey) (*worker, error) {
+	spare.Lock()
+	w := spare.w
+	spare.w = nil
+	same := spare.key == key
+	spare.Unlock()
+	if w != nil {
+		select {
+		case <-w.exited:
+			same = false
+		default:
+		}
+		if same {
+			return w, nil
+		}
+		w.kill()
+		w.close()
+	}
+	return startWorker(key)
+}
+
+// refillSpare starts the spare worker for key, unless there is one. A
+// worker that cannot start is not an error here: the next build starts
+// its own and reports why.
+func refillSpare(key workerKey) {
+	spare.Lock()
+	defer spare.Unlock()
+	if spare.w != nil && spare.key == key {
+		return
+	}
+	w, err := startWorker(key)
+	if err != nil {
+		return
+	}
+	if old := spare.w; old != nil {
+		old.kill()
+		old.close()
+	}
+	spare.key, spare.w = key, w
+}
+
+// startWorker starts a worker process for key. Its standard input and
+// output are pipes of its own (not exec's copying goroutines), so that the
+// process can be waited for as soon as it starts, and a spare that dies
+// while it waits is seen dead.
+func startWorker(key workerKey) (*worker, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, err
+	}
+	cmd := exec.Command(key.exe, WorkerArg)
+	// Not a directory of the build: /proc/self/cwd would name it.
+	cmd.Dir = "/"
+	cmd.Env = workerEnv(key.remote)
+	cmd.Stdin, cmd.Stdout = inR, outW
+	w := &worker{stdin: inW, stdout: outR, stderr: &limitedBuffer{max: 64 << 10}, exited: make(chan struct{})}
+	cmd.Stderr = w.stderr
+	cmd.SysProcAttr = workerProcAttr()
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, err
+	}
+	w.pid = cmd.Process.Pid
+	go func() {
+		w.waitErr = cmd.Wait()
+		w.state = cmd.ProcessState
+		close(w.exited)
+	}()
+	return w, nil
+}
+
+// kill kills the worker's process group (git, when remote bases are
+// allowed, runs in it too), unless the worker has been waited for: its
+// process group ID may then be another's.
+func (w *worker) kill() {
+	select {
+	case <-w.exited:
+	default:
+		killGroup(w.pid)
+	}
+}
+
+// close releases the parent's ends of the worker's pipes.
+func (w *worker) close() {
+	w.stdin.Close()
+	w.stdout.Close()
 }
 
 // workerFailure explains why a worker ended without a response: which
@@ -223,14 +357,15 @@ func privateTempDir() (string, error) {
 	return dir, nil
 }
 
-// workerEnv is the whole environment of a worker: none of the daemon's (no
-// KUBECONFIG, cloud credentials or GITOPSD_* settings reach a build). PATH
-// is kept only when remote bases are allowed, for kustomize's git, which is
-// then told to use network protocols only (no file:// or ext:: helpers)
-// and no configuration but its own.
-func workerEnv(tmp string, opts Options) []string {
-	env := []string{"TMPDIR=" + tmp, "HOME=" + tmp, "LANG=C"}
-	if opts.AllowRemoteBases {
+// workerEnv is the whole environment a worker starts with: none of the
+// daemon's (no KUBECONFIG, cloud credentials or GITOPSD_* settings reach a
+// build). PATH is kept only when remote bases are allowed, for kustomize's
+// git, which is then told to use network protocols only (no file:// or
+// ext:: helpers) and no configuration but its own. TMPDIR and HOME come
+// with the request: the build's private directory (see ServeWorker).
+func workerEnv(remote bool) []string {
+	env := []string{"LANG=C"}
+	if remote {
 		env = append(env,
 			"PATH="+os.Getenv("PATH"),
 			"GIT_ALLOW_PROTOCOL=https:http:ssh:git",

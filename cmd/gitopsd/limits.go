@@ -16,6 +16,9 @@ type buildLimits struct {
 	maxFileSize, maxTotalRead, maxOutputSize, memory byteSize
 	maxObjects                                       int
 	timeout                                          time.Duration
+	// spare keeps a started worker for the next build: set for the daemon's
+	// syncs, not for one-shot commands (see kustomize.Options.SpareWorker).
+	spare bool
 }
 
 func buildFlags(fs *pflag.FlagSet, b *buildLimits) {
@@ -41,6 +44,7 @@ func builderOptions(o *options) kustomize.Options {
 		MaxObjects:       o.build.maxObjects,
 		MaxBuildMemory:   int64(o.build.memory),
 		MaxBuildTime:     o.build.timeout,
+		SpareWorker:      o.build.spare,
 	}
 }
 

@@ -82,7 +82,11 @@ func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
 	if src.watched != nil {
 		changed = src.watched.Changed()
 	}
-	loop = reconciler.NewLoop(newSyncer(o, src, m.c, watcher, withObserver(watcher)), reconciler.LoopOptions{
+	// A daemon builds again at the next commit: its builds keep a spare
+	// worker started (a copy, so that o stays what the user configured).
+	daemon := *o
+	daemon.build.spare = true
+	loop = reconciler.NewLoop(newSyncer(&daemon, src, m.c, watcher, withObserver(watcher)), reconciler.LoopOptions{
 		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name,
 		OnSync: m.syncEvents(o.inventoryNamespace, name)})
 	ctx, cancel := context.WithCancel(ctx)
