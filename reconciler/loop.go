@@ -28,6 +28,14 @@ type LoopOptions struct {
 	Name    string
 	// OnSync, when set, is called after every sync that ran (not skipped).
 	OnSync func(SyncResult, error)
+	// API, when set, tells a sync that failed because the API server did
+	// not answer when it answers again: the retry runs then, not at the
+	// next backoff step.
+	API *APIReachability
+	// HealGrace is how long a sync's fetch may run before a heal request
+	// (Heal) is served from the last good revision instead of waiting for
+	// it: a hung git server must not hold drift healing. Default 1s.
+	HealGrace time.Duration
 }
 
 // Loop runs syncs: at start, every Interval, on every trigger (a source
@@ -37,6 +45,7 @@ type Loop struct {
 	syncer  *Syncer
 	opts    LoopOptions
 	trigger chan struct{}
+	heal    chan struct{}
 
 	mu          sync.Mutex
 	lastApplied string
@@ -71,10 +80,13 @@ func NewLoop(s *Syncer, opts LoopOptions) *Loop {
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = time.Second
 	}
+	if opts.HealGrace <= 0 {
+		opts.HealGrace = time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Loop{syncer: s, opts: opts, trigger: make(chan struct{}, 1)}
+	return &Loop{syncer: s, opts: opts, trigger: make(chan struct{}, 1), heal: make(chan struct{}, 1)}
 }
 
 // Trigger asks for a sync as soon as possible. It never blocks and may be
@@ -84,6 +96,18 @@ func (l *Loop) Trigger() {
 	case l.trigger <- struct{}{}:
 	default:
 	}
+}
+
+// Heal asks for drift to be healed as soon as possible: a sync, like
+// Trigger, and, when that sync's fetch does not answer within HealGrace
+// (git is down or hung), the last good revision applied meanwhile. It
+// never blocks.
+func (l *Loop) Heal() {
+	select {
+	case l.heal <- struct{}{}:
+	default:
+	}
+	l.Trigger()
 }
 
 // Triggered reports whether a trigger is pending, and takes it: Run will
@@ -106,33 +130,51 @@ func (l *Loop) LastApplied() string {
 
 // Run syncs until ctx ends; a sync in flight at that moment is abandoned
 // through its context (the API server finishes or drops each request whole).
+//
+// A failure is retried by its cause (Classify): with backoff (doubling
+// from MinBackoff, with jitter, up to Interval) when it is transient, and
+// at once when the API server it could not reach answers again; at the next
+// interval or trigger when the content was refused. The same failure is
+// logged once (an outage of the API server is one failure, whatever each
+// request's error says), then at DEBUG until something changes.
 func (l *Loop) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	var lastFailure string
 	for {
-		res, err := l.syncer.Sync(ctx)
+		res, err := l.sync(ctx)
 		if ctx.Err() != nil {
 			return nil // shutdown, not a failure
 		}
 		l.record(res, err)
 		wait := l.opts.Interval
+		var back <-chan struct{}
 		if err != nil {
 			se := &SyncError{Stage: StageApply, Err: err}
 			errors.As(err, &se)
-			// The same failure at the same revision is logged once, then
-			// kept quiet until something changes.
+			cause, transient := Classify(se.Stage, se.Err)
 			key := string(se.Stage) + se.Revision + err.Error()
+			if cause == CauseUnreachable {
+				key = string(cause) + se.Revision
+			}
 			level := slog.LevelError
 			if key == lastFailure {
 				level = slog.LevelDebug
 			}
 			lastFailure = key
-			LogSync(ctx, l.opts.Logger, level, l.opts.Path, res, err)
-			l.logLastGood(ctx, level, res)
-			if transient(se.Stage) {
+			retry := "next interval or revision"
+			if transient {
 				backoff = min(max(2*backoff, l.opts.MinBackoff), l.opts.Interval)
 				wait = backoff/2 + rand.N(backoff/2+1) // jitter: half to the full backoff
+				retry = wait.Round(time.Millisecond).String()
 			}
+			if cause == CauseUnreachable {
+				back = l.opts.API.Wait()
+				if back != nil {
+					retry = "when the API server answers, at most " + retry
+				}
+			}
+			LogSync(ctx, l.opts.Logger, level, l.opts.Path, res, err, "cause", string(cause), "retry", retry)
+			l.logLastGood(ctx, level, res, "sync failed")
 		} else {
 			backoff, lastFailure = 0, ""
 			level := slog.LevelInfo
@@ -153,21 +195,62 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-l.trigger:
 		case <-l.opts.Changed:
+		case <-back:
 		}
 		timer.Stop()
+	}
+}
+
+// sync runs one sync of the Syncer. Its fetch runs aside: a heal request
+// that finds it still running after HealGrace is served from the last
+// good revision (Syncer.applyLastGood) without waiting for git, which may
+// not answer before its timeout. Heal requests made before the fetch ends
+// are then dropped: the sync that follows applies, and so heals, too.
+func (l *Loop) sync(ctx context.Context) (SyncResult, error) {
+	start := time.Now()
+	type fetched struct {
+		snap Snapshot
+		err  error
+	}
+	done := make(chan fetched, 1)
+	go func() {
+		snap, err := l.syncer.source.Fetch(ctx)
+		done <- fetched{snap, err}
+	}()
+	grace := time.NewTimer(l.opts.HealGrace)
+	defer grace.Stop()
+	var heal <-chan struct{}
+	for {
+		select {
+		case f := <-done:
+			select {
+			case <-l.heal:
+			default:
+			}
+			return l.syncer.syncFetched(ctx, f.snap, f.err, start)
+		case <-grace.C:
+			heal = l.heal
+		case <-heal:
+			var res SyncResult
+			l.syncer.applyLastGood(ctx, &res)
+			l.logLastGood(ctx, slog.LevelError, res, "fetch running")
+		}
 	}
 }
 
 // logLastGood reports what a failed sync applied of the last good
 // revision (see Syncer.applyLastGood): a record when it changed something
 // (it healed drift), or when it failed, at the failure's level.
-func (l *Loop) logLastGood(ctx context.Context, level slog.Level, res SyncResult) {
+// reason says why: "sync failed", or "fetch running" for a heal served while
+// a fetch does not answer.
+func (l *Loop) logLastGood(ctx context.Context, level slog.Level, res SyncResult, reason string) {
 	switch {
 	case res.LastGood == "":
 	case res.LastGoodErr != nil:
-		l.opts.Logger.Log(ctx, level, MsgLastGoodFailed, "revision", res.LastGood, "path", l.opts.Path, "error", res.LastGoodErr.Error())
+		l.opts.Logger.Log(ctx, level, MsgLastGoodFailed, "revision", res.LastGood, "path", l.opts.Path,
+			"reason", reason, "error", res.LastGoodErr.Error())
 	case res.Count(Created)+res.Count(Configured) > 0:
-		l.opts.Logger.Info(MsgLastGoodApplied, "revision", res.LastGood, "path", l.opts.Path,
+		l.opts.Logger.Info(MsgLastGoodApplied, "revision", res.LastGood, "path", l.opts.Path, "reason", reason,
 			"created", res.Count(Created), "configured", res.Count(Configured), "unchanged", res.Count(Unchanged))
 	}
 }
@@ -177,16 +260,6 @@ const (
 	MsgLastGoodApplied = "last good revision applied"
 	MsgLastGoodFailed  = "last good revision not applied"
 )
-
-// transient failures are retried with backoff; build and validation failures
-// are the commit's fault and wait for the next commit or interval.
-func transient(stage Stage) bool {
-	switch stage {
-	case StageBuild, StageValidate:
-		return false
-	}
-	return true
-}
 
 func (l *Loop) record(res SyncResult, err error) {
 	now := time.Now()
@@ -207,7 +280,8 @@ func (l *Loop) record(res SyncResult, err error) {
 
 // LogSync writes the record of one sync as DESIGN.md fixes it: `sync
 // complete` with the counts, or `sync failed` with the stage, at level.
-func LogSync(ctx context.Context, logger *slog.Logger, level slog.Level, path string, res SyncResult, err error) {
+// failed are more keys and values of a `sync failed` record.
+func LogSync(ctx context.Context, logger *slog.Logger, level slog.Level, path string, res SyncResult, err error, failed ...any) {
 	if logger.Enabled(ctx, slog.LevelDebug) && !res.Skipped {
 		attrs := []any{"revision", res.Revision, "fetch", res.FetchDuration.Round(time.Millisecond).String()}
 		for _, st := range res.Stages {
@@ -218,8 +292,8 @@ func LogSync(ctx context.Context, logger *slog.Logger, level slog.Level, path st
 	if err != nil {
 		se := &SyncError{Err: err}
 		errors.As(err, &se)
-		logger.Log(ctx, level, "sync failed", "revision", se.Revision, "path", path,
-			"stage", string(se.Stage), "error", se.Err.Error())
+		logger.Log(ctx, level, "sync failed", append([]any{"revision", se.Revision, "path", path,
+			"stage", string(se.Stage), "error", se.Err.Error()}, failed...)...)
 		return
 	}
 	logger.Log(ctx, level, "sync complete", "revision", res.Revision, "path", path,

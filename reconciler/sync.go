@@ -194,6 +194,12 @@ func NewSyncer(source Source, build BuildFunc, applier *Applier, inv *Inventory,
 func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 	start := time.Now()
 	snap, err := s.source.Fetch(ctx)
+	return s.syncFetched(ctx, snap, err, start)
+}
+
+// syncFetched is Sync after its fetch, which began at start and returned
+// snap or err.
+func (s *Syncer) syncFetched(ctx context.Context, snap Snapshot, err error, start time.Time) (SyncResult, error) {
 	fetched := time.Since(start)
 	if err != nil {
 		res := SyncResult{FetchDuration: fetched}

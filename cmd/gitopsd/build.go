@@ -97,7 +97,7 @@ func diff(ctx context.Context, o *options, w io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c, err := newClients(o)
+	c, err := newClients(o, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -164,4 +165,42 @@ func version() string {
 		}
 	}
 	return "devel"
+}
+
+// quietWhile returns h, except that while quiet() holds its records above
+// DEBUG are written at DEBUG: for client-go's messages during an outage of
+// the API server (a watch retrying, an Event not written), which the
+// daemon reports once itself.
+func quietWhile(h slog.Handler, quiet func() bool) slog.Handler {
+	return &quietHandler{Handler: h, quiet: quiet}
+}
+
+type quietHandler struct {
+	slog.Handler
+	quiet func() bool
+}
+
+func (q *quietHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	if q.quiet() {
+		level = min(level, slog.LevelDebug)
+	}
+	return q.Handler.Enabled(ctx, level)
+}
+
+func (q *quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if q.quiet() && r.Level > slog.LevelDebug {
+		r.Level = slog.LevelDebug
+		if !q.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q *quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &quietHandler{Handler: q.Handler.WithAttrs(attrs), quiet: q.quiet}
+}
+
+func (q *quietHandler) WithGroup(name string) slog.Handler {
+	return &quietHandler{Handler: q.Handler.WithGroup(name), quiet: q.quiet}
 }

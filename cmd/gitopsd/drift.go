@@ -84,7 +84,7 @@ func currentDrift(cmd *cobra.Command, o *options) ([]drift.Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newClients(o)
+	c, err := newClients(o, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ type statusServer struct {
 	logger  *slog.Logger
 	leading *leading
 	hooks   *hooks // nil: no webhook endpoints
+	api     *reconciler.APIReachability
 }
 
 func (s *statusServer) handler() http.Handler {
@@ -67,9 +68,14 @@ func (s *statusServer) handler() http.Handler {
 	return mux
 }
 
-// readyz is ready once every sync has succeeded once; a standby (leader
-// election) is ready as it is, so that a rollout can proceed.
+// readyz is ready once every sync has succeeded once, and not while the
+// API server is unreachable; a standby (leader election) is ready as it
+// is, so that a rollout can proceed.
 func (s *statusServer) readyz(w http.ResponseWriter, _ *http.Request) {
+	if down, since := s.api.Unreachable(); down {
+		http.Error(w, "the API server has not answered since "+since.UTC().Format(time.RFC3339), http.StatusServiceUnavailable)
+		return
+	}
 	if !s.leading.Leading() {
 		_, _ = w.Write([]byte("ok (standby)\n"))
 		return

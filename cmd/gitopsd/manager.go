@@ -76,7 +76,7 @@ func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
 	var loop *reconciler.Loop
 	watcher := reconciler.NewWatcher(m.c.cs, m.c.dyn, m.c.mapper, reconciler.WatcherOptions{
 		Logger: logger, Drift: o.drift.checks(), Remind: o.driftRemind, SelfHeal: o.selfHeal,
-		Heal: func() { loop.Trigger() }, EnforceReclaimPolicy: o.enforceReclaimPolicy,
+		Heal: func() { loop.Heal() }, EnforceReclaimPolicy: o.enforceReclaimPolicy,
 		Events: m.events, Metrics: m.metrics, Name: name})
 	var changed <-chan struct{}
 	if src.watched != nil {
@@ -87,7 +87,7 @@ func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
 	daemon := *o
 	daemon.build.spare = true
 	loop = reconciler.NewLoop(newSyncer(&daemon, src, m.c, watcher, withObserver(watcher)), reconciler.LoopOptions{
-		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name,
+		Interval: o.interval, Path: o.path, Logger: logger, Changed: changed, Metrics: m.metrics, Name: name, API: m.c.reach,
 		OnSync: m.syncEvents(o.inventoryNamespace, name)})
 	ctx, cancel := context.WithCancel(ctx)
 	r := &runningSync{opts: o, cancel: cancel, done: make(chan struct{}),

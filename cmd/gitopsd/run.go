@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -79,14 +80,29 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	} else if _, err := newSource(o); err != nil {
 		return err
 	}
-	c, err := newClients(o)
-	if err != nil {
+	// The API server's outages are followed from every request (one record
+	// when it goes, one when it is back), and client-go's own complaints
+	// meanwhile (a watch that retries, an Event not written) are DEBUG.
+	var c *clients
+	reach := reconciler.NewAPIReachability(reconciler.APIReachabilityOptions{
+		Logger: logger, Probe: func(ctx context.Context) error { return probeAPI(ctx, c.cs) }})
+	if c, err = newClients(o, reach); err != nil {
 		return err
 	}
+	klog.SetSlogLogger(slog.New(quietWhile(logger.Handler(), reach.Suspect)))
 	if o.once {
 		return syncAllOnce(ctx, specs, c, logger)
 	}
 	reg, metrics := newRegistry()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gitopsd_api_server_reachable",
+		Help: "1 while the API server answers, 0 while it is known not to (see the \"API server unreachable\" record).",
+	}, func() float64 {
+		if reach.Down() {
+			return 0
+		}
+		return 1
+	}))
 	m := &manager{c: c, metrics: metrics, logger: logger, running: map[string]*runningSync{}}
 	if o.events {
 		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
@@ -97,7 +113,7 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	g, ctx := errgroup.WithContext(ctx)
 	state := &leading{}
 	if o.httpAddr != "" {
-		status := &statusServer{reg: reg, logger: logger, leading: state, syncs: m.views}
+		status := &statusServer{reg: reg, logger: logger, leading: state, syncs: m.views, api: reach}
 		if o.webhookSecretFile != "" {
 			if status.hooks, err = newHooks(o.webhookSecretFile, m.views, logger); err != nil {
 				return err

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -96,9 +97,11 @@ type clients struct {
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
 	mapper *reconciler.CachedMapper
+	reach  *reconciler.APIReachability // nil but in the daemon
 }
 
-func newClients(o *options) (*clients, error) {
+// reach, when not nil, sees every request's outcome (the daemon's).
+func newClients(o *options, reach *reconciler.APIReachability) (*clients, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if o.kubeconfig != "" {
 		rules.ExplicitPath = o.kubeconfig
@@ -112,7 +115,10 @@ func newClients(o *options) (*clients, error) {
 	// In-flight requests are bounded by the Applier's concurrency and the API
 	// server's priority and fairness; a low client-side limit only adds waits.
 	cfg.QPS, cfg.Burst = 500, 1000
-	c := &clients{config: cfg}
+	if reach != nil {
+		cfg.Wrap(reach.WrapTransport)
+	}
+	c := &clients{config: cfg, reach: reach}
 	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -125,6 +131,19 @@ func newClients(o *options) (*clients, error) {
 	}
 	c.mapper = reconciler.NewCachedMapper(restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)))
 	return c, nil
+}
+
+// probeAPI asks the API server whether it is there: any answer to GET
+// /readyz but a 5xx (not ready, or a proxy without a server) is yes, even
+// a 403 (an account without the right to read it).
+func probeAPI(ctx context.Context, cs kubernetes.Interface) error {
+	// One attempt: client-go's retry of a refused connection would make
+	// the probe wait a second longer than the server is away.
+	err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").MaxRetries(0).Do(ctx).Error()
+	if se := (*apierrors.StatusError)(nil); errors.As(err, &se) && se.Status().Code < 500 {
+		return nil
+	}
+	return err
 }
 
 // newSyncer makes the Syncer of one sync. live, when not nil, is the drift

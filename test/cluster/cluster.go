@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -54,7 +55,8 @@ type Cluster struct {
 	procs      []*process
 	progress   io.Writer
 
-	mu       sync.Mutex         // guards procs
+	mu       sync.Mutex         // guards procs and watching
+	watching bool               // component deaths are reported (watchProcesses)
 	cancel   context.CancelFunc // stops in-process controllers
 	wg       sync.WaitGroup
 	failed   chan error // receives when a component dies while running
@@ -189,7 +191,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err := waitServiceAccount(ctx, cs, "default"); err != nil {
 		return c.withLogs(err, "kube-controller-manager")
 	}
-	go c.watchProcesses()
+	c.watchProcesses()
 	return nil
 }
 
@@ -240,21 +242,83 @@ func (c *Cluster) startControllers(ctx context.Context, p *pki, apiURL string, k
 
 // run starts one component and waits until ready reports success.
 func (c *Cluster) run(ctx context.Context, name string, args []string, ready func(context.Context) error) error {
-	proc, err := startProcess(c.dir, name, c.bins.Path(name), args, nil)
+	proc, err := startProcess(c.dir, name, c.bins.Path(name), args, nil, false)
 	if err != nil {
 		return err
 	}
+	proc.args, proc.ready = args, ready
 	c.addProc(proc)
+	return waitReady(ctx, proc)
+}
+
+// waitReady waits up to a minute until proc's ready check succeeds.
+func waitReady(ctx context.Context, proc *process) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	err = poll(ctx, 100*time.Millisecond, func() error {
+	err := poll(ctx, 100*time.Millisecond, func() error {
 		if done, err := proc.exited(); done {
 			return stopPolling{err}
 		}
-		return ready(ctx)
+		return proc.ready(ctx)
 	})
 	if err != nil {
-		return fmt.Errorf("%s did not become ready: %w\n--- last lines of %s ---\n%s", name, err, proc.logPath, proc.tail(30))
+		return fmt.Errorf("%s did not become ready: %w\n--- last lines of %s ---\n%s", proc.name, err, proc.logPath, proc.tail(30))
+	}
+	return nil
+}
+
+// Kill kills a component (etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler, kwok) with SIGKILL, as a crash would, and returns once
+// it has ended. The cluster does not report it as failed; Restart starts
+// it again.
+func (c *Cluster) Kill(name string) error {
+	p := c.proc(name)
+	if p == nil {
+		return fmt.Errorf("no component %q", name)
+	}
+	p.killed.Store(true)
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+	return nil
+}
+
+// Restart starts a killed component again, with the same command line and
+// state, and returns once it is ready (for kube-apiserver: /readyz).
+func (c *Cluster) Restart(ctx context.Context, name string) error {
+	old := c.proc(name)
+	if old == nil {
+		return fmt.Errorf("no component %q", name)
+	}
+	if done, _ := old.exited(); !done {
+		return fmt.Errorf("%s is running", name)
+	}
+	proc, err := startProcess(c.dir, name, c.bins.Path(name), old.args, nil, true)
+	if err != nil {
+		return err
+	}
+	proc.args, proc.ready = old.args, old.ready
+	c.mu.Lock()
+	for i, p := range c.procs {
+		if p == old {
+			c.procs[i] = proc
+		}
+	}
+	watching := c.watching
+	c.mu.Unlock()
+	if watching {
+		go c.watchProcess(proc)
+	}
+	return waitReady(ctx, proc)
+}
+
+// proc returns the current process of the component name.
+func (c *Cluster) proc(name string) *process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		if p.name == name {
+			return p
+		}
 	}
 	return nil
 }
@@ -277,17 +341,23 @@ func (c *Cluster) runInProcess(f func(context.Context) error) {
 	}()
 }
 
-// watchProcesses reports the first component that dies while the cluster runs.
+// watchProcesses reports the first component that dies while the cluster
+// runs, unless a test killed it (Kill).
 func (c *Cluster) watchProcesses() {
 	c.mu.Lock()
 	procs := append([]*process(nil), c.procs...)
+	c.watching = true
 	c.mu.Unlock()
-	cases := make(chan *process, len(procs))
 	for _, p := range procs {
-		go func() { <-p.done; cases <- p }()
+		go c.watchProcess(p)
 	}
-	p := <-cases
-	c.fail(fmt.Errorf("%s exited: %v\n--- last lines of %s ---\n%s", p.name, p.err, p.logPath, p.tail(30)))
+}
+
+func (c *Cluster) watchProcess(p *process) {
+	<-p.done
+	if !p.killed.Load() {
+		c.fail(fmt.Errorf("%s exited: %v\n--- last lines of %s ---\n%s", p.name, p.err, p.logPath, p.tail(30)))
+	}
 }
 
 func (c *Cluster) fail(err error) {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -22,13 +24,21 @@ type process struct {
 	pidPath string
 	done    chan struct{} // closed when the process has exited
 	err     error         // exit status, valid once done is closed
+
+	// args and ready start it again (Cluster.Restart); killed is set when
+	// a test killed it on purpose (Cluster.Kill), so that its end is not a
+	// failure of the cluster.
+	args   []string
+	ready  func(context.Context) error
+	killed atomic.Bool
 }
 
 // startProcess starts bin with args. The child gets SIGKILL when this process
 // dies (Pdeathsig), so a killed test binary leaves no component behind; its
 // pid is recorded in the state dir so that the next start can reap survivors
 // of a crash that Pdeathsig cannot cover (for example kill -9 of a wrapper).
-func startProcess(stateDir, name, bin string, args []string, env []string) (*process, error) {
+// A restarted component's output is appended to the log of its first run.
+func startProcess(stateDir, name, bin string, args []string, env []string, restart bool) (*process, error) {
 	logDir := filepath.Join(stateDir, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
@@ -39,7 +49,11 @@ func startProcess(stateDir, name, bin string, args []string, env []string) (*pro
 		pidPath: filepath.Join(stateDir, "pids", name+".pid"),
 		done:    make(chan struct{}),
 	}
-	logFile, err := os.Create(p.logPath)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if restart {
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logFile, err := os.OpenFile(p.logPath, flags, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gitopsd/gitopsd/reconciler"
+)
+
+// The fault-injection cases of issue 16: the daemon on the local cluster
+// while a component fails under it. Each case asserts the outcome (the
+// cluster equal to git), a recovery time, and what the daemon said.
+
+// apiOutage is how long kube-apiserver stays down in these cases.
+const apiOutage = 10 * time.Second
+
+// TestFaultAPIServerKilledMidApply kills kube-apiserver while the daemon
+// applies 1,000 ConfigMaps for the first time, and starts it again 10 s
+// later: the sync converges within 10 s of the API server being ready
+// (not at the next interval, a minute later), and the outage is one
+// failure record, one "unreachable" and one "reachable" record.
+func TestFaultAPIServerKilledMidApply(t *testing.T) {
+	const ns = "fault-api-e2e"
+	srv := newGitServer(t)
+	sha := configMapsRepo(t, srv, ns, 1000)
+	d := startDaemon(t, "--git-url", srv.URL+"/stack.git", "--git-ref", "main", "--path", "overlays/many", "--interval", "1m")
+
+	// Mid-apply: the first ConfigMaps are there, not all of them.
+	eventually(t, 90*time.Second, "the apply to begin", func(ctx context.Context) error {
+		if n := countConfigMaps(ctx, t, ns); n == 0 || n >= 1000 {
+			return fmt.Errorf("%d of 1,000 ConfigMaps", n)
+		}
+		return nil
+	})
+	killed := time.Now()
+	if err := env.cluster.Kill("kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	restartAfter(t, killed, apiOutage)
+	ready := time.Now()
+
+	rec := d.waitFor(t, 30*time.Second, "sync complete after the outage", syncComplete(sha))
+	took := recordTime(t, rec).Sub(ready)
+	t.Logf("converged %s after kube-apiserver was ready again (outage %s)", took.Round(time.Millisecond), ready.Sub(killed).Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("converged %s after the API server was ready, want within 10s", took.Round(time.Millisecond))
+	}
+	if n := countConfigMaps(context.Background(), t, ns); n != 1000 {
+		t.Errorf("%d ConfigMaps after the sync, want 1,000", n)
+	}
+	checkOutageRecords(t, d)
+}
+
+// TestFaultAPIServerDownAtStart starts the daemon while kube-apiserver is
+// down: it says so once, and converges (1,000 ConfigMaps) within 10 s of
+// the API server coming up.
+func TestFaultAPIServerDownAtStart(t *testing.T) {
+	const ns = "fault-api-start-e2e"
+	srv := newGitServer(t)
+	sha := configMapsRepo(t, srv, ns, 1000)
+	if err := env.cluster.Kill("kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, "--git-url", srv.URL+"/stack.git", "--git-ref", "main", "--path", "overlays/many", "--interval", "1m")
+	d.waitFor(t, 60*time.Second, "the outage record", func(r logRecord) bool { return r.str("msg") == "API server unreachable" })
+	restartAfter(t, time.Now(), apiOutage)
+	ready := time.Now()
+
+	rec := d.waitFor(t, 30*time.Second, "sync complete after the outage", syncComplete(sha))
+	took := recordTime(t, rec).Sub(ready)
+	t.Logf("converged %s after kube-apiserver came up", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("converged %s after the API server came up, want within 10s", took.Round(time.Millisecond))
+	}
+	if n := countConfigMaps(context.Background(), t, ns); n != 1000 {
+		t.Errorf("%d ConfigMaps after the sync, want 1,000", n)
+	}
+	checkOutageRecords(t, d)
+}
+
+// configMapsRepo makes <server>/stack.git whose overlays/many holds
+// Namespace ns and n ConfigMaps in it, and returns its commit.
+func configMapsRepo(t *testing.T, srv *gitServer, ns string, n int) string {
+	t.Helper()
+	repo := seedRepo(t, srv, ns)
+	dir := repo.path("overlays/many")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "namespace.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n")
+	writeFile(t, filepath.Join(dir, "kustomization.yaml"), "resources:\n- namespace.yaml\n")
+	writeManyConfigMaps(t, dir, ns, n, 1)
+	return repo.commit(fmt.Sprintf("%d ConfigMaps", n))
+}
+
+// restartAfter starts kube-apiserver again once outage has passed since
+// killed, and waits until it is ready.
+func restartAfter(t *testing.T, killed time.Time, outage time.Duration) {
+	t.Helper()
+	time.Sleep(time.Until(killed.Add(outage))) // the outage itself, not a wait for a condition
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := env.cluster.Restart(ctx, "kube-apiserver"); err != nil {
+		t.Fatalf("restart kube-apiserver: %v", err)
+	}
+}
+
+// checkOutageRecords asserts that an outage of the API server was one
+// "API server unreachable" record, one "API server reachable" record with
+// its duration, one `sync failed` at ERROR, and no other ERROR or WARN
+// record in between (client-go's retries and pending Events included).
+func checkOutageRecords(t *testing.T, d *daemon) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var down, up, failed int
+	var noise []string
+	in := false
+	for _, r := range d.records {
+		level := r.str("level")
+		switch msg := r.str("msg"); {
+		case msg == "API server unreachable":
+			down++
+			in = true
+		case msg == "API server reachable":
+			up++
+			in = false
+			if r.str("after") == "" {
+				t.Errorf("reachable record without its duration: %v", r)
+			}
+		case msg == "sync failed" && level == "ERROR":
+			failed++
+			if r.str("cause") != "api-unreachable" {
+				t.Errorf("sync failed during the outage with cause %q, want api-unreachable: %v", r.str("cause"), r)
+			}
+		case in && (level == "ERROR" || level == "WARN"):
+			noise = append(noise, msg+" "+r.str("error")+r.str("err"))
+		}
+	}
+	if down != 1 || up != 1 {
+		t.Errorf("%d unreachable and %d reachable records, want 1 each", down, up)
+	}
+	if failed > 1 {
+		t.Errorf("%d sync failed records at ERROR for one outage, want at most 1", failed)
+	}
+	if len(noise) > 0 {
+		t.Errorf("%d ERROR/WARN records during the outage, want none:\n%s", len(noise), strings.Join(noise, "\n"))
+	}
+}
+
+// countConfigMaps counts the generated ConfigMaps (many-N) in ns.
+func countConfigMaps(ctx context.Context, t *testing.T, ns string) int {
+	t.Helper()
+	list, err := env.cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, cm := range list.Items {
+		if strings.HasPrefix(cm.Name, "many-") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestFaultGitHangs puts a proxy in front of the git server that, once
+// switched, accepts connections and sends nothing, and stalls those it
+// has: an out-of-band scale during the outage is healed within 5 s from
+// the last good revision (the fetch still hanging), and a commit pushed
+// after the server is back is applied within one interval.
+func TestFaultGitHangs(t *testing.T) {
+	const ns = "fault-git-e2e"
+	srv := newGitServer(t)
+	repo := seedRepo(t, srv, ns)
+	first := repo.git(repo.dir, "rev-parse", "HEAD")
+	proxy := newHangProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+	const interval = 3 * time.Second
+	d := startDaemon(t, "--git-url", "http://"+proxy.addr+"/stack.git", "--git-ref", "main", "--path", "overlays/dev",
+		"--interval", interval.String())
+	d.waitFor(t, 90*time.Second, "first sync complete", syncComplete(first))
+	waitStatefulSetReady(t, ns, 2)
+
+	proxy.hang(true)
+	// The next interval's fetch sends a request and waits for ever (or
+	// until the git timeout).
+	eventually(t, 2*interval, "a fetch to hang", func(context.Context) error {
+		if proxy.stalled.Load() == 0 {
+			return errors.New("no connection stalled yet")
+		}
+		return nil
+	})
+	sts := "StatefulSet/" + ns + "/mysql"
+	scaled := time.Now()
+	scale(t, ns, 3)
+	d.waitFor(t, alertWithin, "object-drift detected", driftRecord(reconciler.MsgDriftDetected, "object-drift", sts))
+	rec := d.waitFor(t, 5*time.Second, "last good revision applied while the fetch hangs", func(r logRecord) bool {
+		return r.str("msg") == reconciler.MsgLastGoodApplied && r.str("reason") == "fetch running"
+	})
+	eventually(t, 5*time.Second, "replicas back to git's 2", func(context.Context) error {
+		if got := replicasOf(t, ns); got != 2 {
+			return fmt.Errorf("replicas %d", got)
+		}
+		return nil
+	})
+	t.Logf("healed %s after the scale, with git hanging", time.Since(scaled).Round(time.Millisecond))
+	if at := recordTime(t, rec); at.Sub(scaled) > 5*time.Second {
+		t.Errorf("healed %s after the scale, want within 5s", at.Sub(scaled).Round(time.Millisecond))
+	}
+
+	proxy.hang(false)
+	editFile(t, repo.path("overlays/dev/kustomization.yaml"), func(s string) string { return s + "commonAnnotations:\n  fault: git-back\n" })
+	pushed := time.Now()
+	sha := repo.commit("after the outage")
+	rec = d.waitFor(t, 2*time.Minute, "the commit pushed after the outage", syncComplete(sha))
+	t.Logf("commit after the outage applied %s after its push", recordTime(t, rec).Sub(pushed).Round(time.Millisecond))
+}
+
+// hangProxy forwards TCP connections to a server until hang(true); then
+// it accepts new connections and sends nothing on any, old or new, until
+// hang(false) lets their bytes through again.
+type hangProxy struct {
+	addr    string
+	mu      sync.Mutex
+	hanging bool
+	resume  chan struct{} // closed by hang(false)
+	stalled atomic.Int64  // copies that waited on a hang
+}
+
+func newHangProxy(t *testing.T, target string) *hangProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &hangProxy{addr: l.Addr().String(), resume: make(chan struct{})}
+	close(p.resume)
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		p.hang(false)
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Go(func() { p.serve(c, target) })
+		}
+	}()
+	return p
+}
+
+func (p *hangProxy) hang(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on && !p.hanging {
+		p.resume = make(chan struct{})
+	} else if !on && p.hanging {
+		close(p.resume)
+	}
+	p.hanging = on
+}
+
+// wait blocks while the proxy hangs.
+func (p *hangProxy) wait() {
+	p.mu.Lock()
+	hanging, resume := p.hanging, p.resume
+	p.mu.Unlock()
+	if hanging {
+		p.stalled.Add(1)
+		<-resume
+	}
+}
+
+func (p *hangProxy) serve(c net.Conn, target string) {
+	defer c.Close()
+	p.wait()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	copyHanging := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				p.wait()
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		// Both ways end together: a closed side closes the other.
+		c.Close()
+		up.Close()
+	}
+	done := make(chan struct{})
+	go func() { copyHanging(up, c); close(done) }()
+	copyHanging(c, up)
+	<-done
+}
