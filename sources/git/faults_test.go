@@ -328,14 +328,14 @@ func packLeftovers(t *testing.T, src *Source) []string {
 
 func TestErrorExcerpt(t *testing.T) {
 	tests := map[string]struct{ in, want string }{
-		"html": {"<html><body>\n<h1>Service  Unavailable</h1>\r\n</body></html>", "Service Unavailable"},
+		"html":                  {"<html><body>\n<h1>Service  Unavailable</h1>\r\n</body></html>", "Service Unavailable"},
 		"control and non-ASCII": {"bad\x00\x1b[31mthing\u00e9\n", "bad [31mthing"},
-		"authorization header": {"Authorization: Basic ZGVwbG95OnB3", "Authorization: <redacted>"},
-		"bearer":               {"got bearer abcdef123456 from you", "got bearer <redacted> from you"},
-		"json token":           {`{"access_token": "xyz"}`, `{"access_token=<redacted>"}`},
-		"base64 run":           {"id QWxhZGRpbjpvcGVuIHNlc2FtZQ== end", "id <redacted> end"},
-		"words kept":           {"repository-not-found-for-this-account", "repository-not-found-for-this-account"},
-		"long":                 {strings.Repeat("ab ", 200), strings.Repeat("ab ", 66) + "ab... (truncated)"},
+		"authorization header":  {"Authorization: Basic ZGVwbG95OnB3", "Authorization: <redacted>"},
+		"bearer":                {"got bearer abcdef123456 from you", "got bearer <redacted> from you"},
+		"json token":            {`{"access_token": "xyz"}`, `{"access_token=<redacted>"}`},
+		"base64 run":            {"id QWxhZGRpbjpvcGVuIHNlc2FtZQ== end", "id <redacted> end"},
+		"words kept":            {"repository-not-found-for-this-account", "repository-not-found-for-this-account"},
+		"long":                  {strings.Repeat("ab ", 200), strings.Repeat("ab ", 66) + "ab... (truncated)"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

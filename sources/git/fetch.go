@@ -234,6 +234,9 @@ func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth in
 	fctx, abort := context.WithCancelCause(s.withBudget(op))
 	defer abort(nil)
 	st := &limitedStorer{Storer: repo.Storer, limits: s.limits, abort: abort}
+	if s.faults != nil {
+		st.Storer = s.faults(st.Storer)
+	}
 	rem := gogit.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{s.remote.url}})
 	err = rem.FetchContext(fctx, &gogit.FetchOptions{
 		RefSpecs:     specs,

@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage"
 )
 
 // Options configures a Source. The zero value of every field but URL works.
@@ -191,6 +192,9 @@ type Source struct {
 	sem chan struct{}
 	// verified lists commits whose signature passed, guarded by sem.
 	verified map[plumbing.Hash]bool
+	// faults, set only by tests, wraps the cache storage a fetch writes to,
+	// to fail writes that a real disk fails only when full at one moment.
+	faults func(storage.Storer) storage.Storer
 }
 
 // New checks opts and returns a Source. It parses credentials, keys and the
