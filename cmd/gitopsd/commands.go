@@ -29,6 +29,7 @@ type options struct {
 	build                        buildLimits
 	gitMaxFetch, gitMaxObject    byteSize
 	gitMaxSnapshot               byteSize
+	gitTimeout                   time.Duration
 
 	kubeconfig, context string
 
@@ -91,6 +92,7 @@ func sourceFlags(fs *pflag.FlagSet, o *options) {
 	fs.Var(&o.gitMaxFetch, "git-max-fetch-size", "bytes one git fetch may receive (the pack included)")
 	fs.Var(&o.gitMaxObject, "git-max-object-size", "largest object (file, once inflated) a git fetch may bring")
 	fs.Var(&o.gitMaxSnapshot, "git-max-snapshot-size", "bytes of files one revision's snapshot may hold")
+	fs.DurationVar(&o.gitTimeout, "git-timeout", time.Minute, "bound of each git network operation (ls-remote, fetch), however the server stalls; negative: none")
 }
 
 func clusterFlags(fs *pflag.FlagSet, o *options) {

@@ -32,6 +32,7 @@ type syncConfig struct {
 	GitURL        string `json:"gitURL,omitempty"`
 	GitRef        string `json:"gitRef,omitempty"`
 	GitSecretDir  string `json:"gitSecretDir,omitempty"`
+	GitTimeout    string `json:"gitTimeout,omitempty"`
 	Dir           string `json:"dir,omitempty"`
 	Path          string `json:"path,omitempty"`
 	Interval      string `json:"interval,omitempty"`
@@ -135,7 +136,7 @@ func loadConfig(file string, flags *options) ([]*options, error) {
 			dst  *time.Duration
 			src  string
 			name string
-		}{{&o.interval, sc.Interval, "interval"}, {&o.healthTimeout, sc.HealthTimeout, "healthTimeout"}} {
+		}{{&o.interval, sc.Interval, "interval"}, {&o.healthTimeout, sc.HealthTimeout, "healthTimeout"}, {&o.gitTimeout, sc.GitTimeout, "gitTimeout"}} {
 			if d.src == "" {
 				continue
 			}

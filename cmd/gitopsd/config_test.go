@@ -23,12 +23,13 @@ func writeConfig(t *testing.T, content string) string {
 }
 
 func TestLoadConfig(t *testing.T) {
-	flags := &options{interval: time.Minute, path: ".", prune: true, selfHeal: true, wait: true, gitRef: "main"}
+	flags := &options{interval: time.Minute, path: ".", prune: true, selfHeal: true, wait: true, gitRef: "main", gitTimeout: time.Minute}
 	file := writeConfig(t, `syncs:
 - name: dev
   gitURL: https://example.com/stack.git
   path: overlays/dev
   interval: 5s
+  gitTimeout: 10s
 - name: prod
   gitURL: https://example.com/stack.git
   gitRef: v1.2.0
@@ -44,11 +45,11 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatalf("%d syncs, want 2", len(syncs))
 	}
 	dev, prod := syncs[0], syncs[1]
-	if dev.name != "dev" || dev.path != "overlays/dev" || dev.interval != 5*time.Second || dev.gitRef != "main" || !dev.prune {
-		t.Errorf("dev %+v: want its own path and interval, the flags' ref and prune", dev)
+	if dev.name != "dev" || dev.path != "overlays/dev" || dev.interval != 5*time.Second || dev.gitTimeout != 10*time.Second || dev.gitRef != "main" || !dev.prune {
+		t.Errorf("dev %+v: want its own path, interval and git timeout, the flags' ref and prune", dev)
 	}
-	if prod.gitRef != "v1.2.0" || prod.prune || prod.selfHeal || prod.interval != time.Minute {
-		t.Errorf("prod %+v: want ref v1.2.0, prune and self-heal off, the flags' interval", prod)
+	if prod.gitRef != "v1.2.0" || prod.prune || prod.selfHeal || prod.interval != time.Minute || prod.gitTimeout != time.Minute {
+		t.Errorf("prod %+v: want ref v1.2.0, prune and self-heal off, the flags' interval and git timeout", prod)
 	}
 	if flags.name != "" || flags.path != "." {
 		t.Error("loadConfig changed the flags")
@@ -69,6 +70,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		"bad interval":     {"syncs:\n- {name: a, gitURL: https://x/y.git, interval: soon}\n", `interval: "soon"`},
 		"absolute path":    {"syncs:\n- {name: a, gitURL: https://x/y.git, path: /etc}\n", "must be relative"},
 		"negative timeout": {"syncs:\n- {name: a, gitURL: https://x/y.git, healthTimeout: -1s}\n", "healthTimeout"},
+		"bad git timeout":  {"syncs:\n- {name: a, gitURL: https://x/y.git, gitTimeout: forever}\n", `gitTimeout: "forever"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -57,7 +57,7 @@ func newSource(o *options) (*source, error) {
 			keys = append(keys, string(data))
 		}
 		g, err := git.New(git.Options{URL: o.gitURL, Ref: o.gitRef, CacheDir: o.cacheDir, Auth: auth,
-			InsecureSkipHostKeyCheck: o.gitInsecureSkipHostKeyCheck, VerifyKeys: keys,
+			InsecureSkipHostKeyCheck: o.gitInsecureSkipHostKeyCheck, VerifyKeys: keys, Timeout: o.gitTimeout,
 			MaxFetchSize: int64(o.gitMaxFetch), MaxObjectSize: int64(o.gitMaxObject), MaxSnapshotSize: int64(o.gitMaxSnapshot)})
 		if err != nil {
 			return nil, err

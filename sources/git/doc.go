@@ -28,9 +28,26 @@
 // field and its value, such as "pack is over the 536870912-byte limit
 // (MaxFetchSize)"; the cache keeps no partial pack or snapshot, the shallow
 // list is restored, and the current snapshot stays current. Over http(s)
-// every response byte counts; over ssh, git and file, go-git decodes the
-// ref advertisement and the lines before the pack itself, with no hook to
-// count them, so only Timeout bounds those.
+// every response byte counts, and MaxRefsSize also bounds the ref
+// advertisement alone (go-git decodes it whole into memory); over ssh, git
+// and file, go-git decodes the ref advertisement and the lines before the
+// pack itself, with no hook to count them, so only Timeout bounds those.
+//
+// A server cannot stall a Fetch or fill its errors either. Timeout bounds
+// each network operation whole: over http(s) the dial, the headers and
+// every read of a body in progress, so a server that accepts and says
+// nothing, stalls mid-body or trickles a byte a second fails it at
+// Timeout; over ssh the connection itself expires then (go-git does the
+// handshake without a deadline); over file, git-upload-pack is killed when
+// go-git stops reading its pack, which it would otherwise wait on forever.
+// An http error page (any non-2xx) is read to 4 KiB at most and reaches the
+// error as a 200-character excerpt of printable ASCII. Every error is
+// scrubbed at one point: whatever looks like a credential (an Authorization
+// header, "Bearer ...", "token=...") and every credential the Source holds,
+// in every spelling (as is, base64 of user:password, URL-escaped, quoted),
+// so a 401 page that echoes the request's headers reveals nothing. A
+// failed write to the cache (a full disk) fails at stage fetch naming the
+// cache directory, leaves no partial pack, and the next Fetch retries.
 //
 // The package never imports client-go. It returns data and errors for the
 // reconciler to report; an optional Logger gets DEBUG detail and a WARN when

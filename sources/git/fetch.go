@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -80,12 +82,12 @@ func (s *Source) fetch(ctx context.Context) (Snapshot, error) {
 		s.log.DebugContext(ctx, "git: revision unchanged, not fetching", "source", s, "commit", t.hash.String())
 		return s.activate(t.hash, t.name), nil
 	}
+	if err := cleanPackTemps(s.repoDir()); err != nil { // a crash's or a full disk's leftovers
+		s.log.Warn("git: remove partial packs", "source", s, "error", err)
+	}
 	repo, err := s.openRepo()
 	if err != nil {
-		return Snapshot{}, s.wrap("cache", err)
-	}
-	if err := cleanPackTemps(s.repoDir()); err != nil { // a crash's leftovers
-		s.log.Warn("git: remove partial packs", "source", s, "error", err)
+		return Snapshot{}, s.wrap("cache", s.cacheErr(err))
 	}
 	commit, err := s.fetchCommit(ctx, repo, t)
 	if err != nil {
@@ -109,13 +111,12 @@ func (s *Source) lsRemote(ctx context.Context) (target, error) {
 	if s.ref.kind == refCommit {
 		return resolve(s.ref, nil)
 	}
-	ctx, cancel := s.opContext(ctx)
+	op, cancel := s.opContext(ctx)
 	defer cancel()
-	ctx = withBudget(ctx, s.limits.fetchSize)
 	rem := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{s.remote.url}})
-	refs, err := rem.ListContext(ctx, &gogit.ListOptions{Auth: s.auth, PeelingOption: gogit.AppendPeeled})
+	refs, err := rem.ListContext(s.withBudget(op), &gogit.ListOptions{Auth: s.auth, PeelingOption: gogit.AppendPeeled, ProxyOptions: sshDeadline(op, s.remote)})
 	if err != nil {
-		return target{}, s.wrap("ls-remote", err)
+		return target{}, s.wrap("ls-remote", s.timedOut(ctx, op, err))
 	}
 	t, err := resolve(s.ref, refs)
 	if err != nil {
@@ -228,18 +229,22 @@ func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth in
 	if depth == 0 && len(shallow) > 0 {
 		depth, unshallow = math.MaxInt32, true
 	}
-	ctx, cancel := s.opContext(ctx)
+	op, cancel := s.opContext(ctx)
 	defer cancel()
-	ctx, abort := context.WithCancelCause(withBudget(ctx, s.limits.fetchSize))
+	fctx, abort := context.WithCancelCause(s.withBudget(op))
 	defer abort(nil)
 	st := &limitedStorer{Storer: repo.Storer, limits: s.limits, abort: abort}
+	if s.faults != nil {
+		st.Storer = s.faults(st.Storer)
+	}
 	rem := gogit.NewRemote(st, &config.RemoteConfig{Name: "origin", URLs: []string{s.remote.url}})
-	err = rem.FetchContext(ctx, &gogit.FetchOptions{
-		RefSpecs: specs,
-		Depth:    depth,
-		Auth:     s.auth,
-		Tags:     gogit.NoTags,
-		Force:    true,
+	err = rem.FetchContext(fctx, &gogit.FetchOptions{
+		RefSpecs:     specs,
+		Depth:        depth,
+		Auth:         s.auth,
+		Tags:         gogit.NoTags,
+		Force:        true,
+		ProxyOptions: sshDeadline(op, s.remote),
 	})
 	if errors.Is(err, gogit.NoErrAlreadyUpToDate) {
 		err = nil
@@ -249,10 +254,30 @@ func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth in
 	}
 	if err != nil {
 		s.undoFetch(repo, shallow)
-		return err
+		return s.cacheErr(s.timedOut(ctx, op, err))
 	}
 	if unshallow {
 		err = dropShallow(repo)
+	}
+	return err
+}
+
+// timedOut says so in err when op, an operation under ctx, hit
+// Options.Timeout (rather than ctx ending, or an error of its own).
+func (s *Source) timedOut(ctx, op context.Context, err error) error {
+	if ctx.Err() == nil && errors.Is(op.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("timed out after %v (Timeout): %w", s.timeout, err)
+	}
+	return err
+}
+
+// cacheErr names the cache directory in err when err is the cache's (a
+// file operation failed: a full disk, an I/O error), not the remote's.
+func (s *Source) cacheErr(err error) error {
+	var pe *fs.PathError
+	var le *os.LinkError
+	if errors.As(err, &pe) || errors.As(err, &le) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) {
+		return fmt.Errorf("cache %s: %w", s.cacheDir, err)
 	}
 	return err
 }

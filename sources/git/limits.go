@@ -8,24 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/hash"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/go-git/go-git/v5/storage"
 )
 
 // Defaults of the Options bounds; see the fields for why each exists.
 const (
 	DefaultMaxFetchSize     = 512 << 20
+	DefaultMaxRefsSize      = 32 << 20
 	DefaultMaxObjectSize    = 32 << 20
 	DefaultMaxObjects       = 500_000
 	DefaultMaxSnapshotSize  = 1 << 30
@@ -48,6 +44,7 @@ func (e *limitError) Error() string {
 // limits are a Source's bounds; 0 means unlimited.
 type limits struct {
 	fetchSize     int64 // MaxFetchSize
+	refsSize      int64 // MaxRefsSize
 	objectSize    int64 // MaxObjectSize
 	objects       int64 // MaxObjects
 	snapshotSize  int64 // MaxSnapshotSize
@@ -374,9 +371,13 @@ func objectKind(t plumbing.ObjectType) string {
 	return t.String()
 }
 
-// cleanPackTemps removes the temp files go-git's pack writer leaves in the
-// cache repository when a fetch fails (it keeps them on a parse error), or
-// when the process died during one. The caller holds the cache lock.
+// cleanPackTemps removes what go-git's pack writer leaves in the cache
+// repository when a fetch fails (it keeps its temp file on a parse error)
+// or the process dies during one: temp files, and a pack or index without
+// its other half. go-git writes a pack's index before it renames the pack
+// into place, so a write that failed there (a full disk) leaves an index,
+// maybe partial, which go-git would later keep as the index of that pack.
+// The caller holds the cache lock.
 func cleanPackTemps(repoDir string) error {
 	dir := filepath.Join(repoDir, "objects", "pack")
 	entries, err := os.ReadDir(dir)
@@ -386,111 +387,19 @@ func cleanPackTemps(repoDir string) error {
 		}
 		return err
 	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name()] = true
+	}
 	var errs []error
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "tmp_pack_") {
-			errs = append(errs, os.Remove(filepath.Join(dir, e.Name())))
+		name := e.Name()
+		base, ext := strings.TrimSuffix(name, filepath.Ext(name)), filepath.Ext(name)
+		orphan := strings.HasPrefix(name, "pack-") &&
+			(ext == ".idx" && !have[base+".pack"] || ext == ".pack" && !have[base+".idx"])
+		if strings.HasPrefix(name, "tmp_pack_") || strings.HasPrefix(name, "tmp_idx_") || orphan {
+			errs = append(errs, os.Remove(filepath.Join(dir, name)))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// fetchBudget bounds the bytes of the http responses made with a context
-// carrying it: one per network operation.
-type fetchBudget struct {
-	limit int64
-	n     atomic.Int64
-}
-
-type budgetKey struct{}
-
-func withBudget(ctx context.Context, limit int64) context.Context {
-	if limit <= 0 {
-		return ctx
-	}
-	return context.WithValue(ctx, budgetKey{}, &fetchBudget{limit: limit})
-}
-
-// budgetRoundTripper counts the response bodies of requests whose context
-// carries a fetchBudget; others pass through untouched.
-type budgetRoundTripper struct{ base http.RoundTripper }
-
-func (t budgetRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	res, err := t.base.RoundTrip(req)
-	b, _ := req.Context().Value(budgetKey{}).(*fetchBudget)
-	if err != nil || b == nil {
-		return res, err
-	}
-	what := "pack"
-	if strings.HasSuffix(req.URL.Path, "/info/refs") {
-		what = "ref advertisement"
-	}
-	if over(b.limit, b.n.Load()+res.ContentLength) { // fail early when it says so
-		res.Body.Close()
-		return nil, &limitError{what: what, limit: b.limit, unit: "byte", option: "MaxFetchSize"}
-	}
-	res.Body = &budgetBody{ReadCloser: res.Body, b: b, what: what}
-	return res, nil
-}
-
-type budgetBody struct {
-	io.ReadCloser
-	b    *fetchBudget
-	what string
-}
-
-func (r *budgetBody) Read(p []byte) (int, error) {
-	room := r.b.limit - r.b.n.Load()
-	if room < 0 {
-		return 0, &limitError{what: r.what, limit: r.b.limit, unit: "byte", option: "MaxFetchSize"}
-	}
-	if int64(len(p)) > room+1 {
-		p = p[:room+1] // read one byte past the limit at most
-	}
-	n, err := r.ReadCloser.Read(p)
-	if r.b.n.Add(int64(n)) > r.b.limit {
-		return 0, &limitError{what: r.what, limit: r.b.limit, unit: "byte", option: "MaxFetchSize"}
-	}
-	return n, err
-}
-
-// budgetTransport is go-git's http(s) transport with budgetRoundTripper
-// under it. Endpoints with their own TLS or proxy settings go to the
-// transport it replaced, since go-git configures those only on a bare
-// *http.Transport; this package sets none.
-type budgetTransport struct {
-	plain, counted transport.Transport
-}
-
-func (t budgetTransport) pick(ep *transport.Endpoint) transport.Transport {
-	if len(ep.ClientCert) > 0 || len(ep.ClientKey) > 0 || len(ep.CaBundle) > 0 || ep.InsecureSkipTLS || ep.Proxy.URL != "" {
-		return t.plain
-	}
-	return t.counted
-}
-
-func (t budgetTransport) NewUploadPackSession(ep *transport.Endpoint, a transport.AuthMethod) (transport.UploadPackSession, error) {
-	return t.pick(ep).NewUploadPackSession(ep, a)
-}
-
-func (t budgetTransport) NewReceivePackSession(ep *transport.Endpoint, a transport.AuthMethod) (transport.ReceivePackSession, error) {
-	return t.pick(ep).NewReceivePackSession(ep, a)
-}
-
-// go-git picks a transport by URL scheme from a global map, and FetchOptions
-// carries no client, so the http(s) wrapper can only be installed globally.
-// It is installed here, before any goroutine can read the map (go-git does
-// not lock it), and only over go-git's default client: a program that
-// installed its own keeps it, and then only the pack is counted. Requests
-// without a budget behave exactly as before.
-func init() {
-	counted := budgetTransport{
-		plain:   githttp.DefaultClient,
-		counted: githttp.NewClient(&http.Client{Transport: budgetRoundTripper{base: http.DefaultTransport}}),
-	}
-	for _, scheme := range []string{"http", "https"} {
-		if client.Protocols[scheme] == githttp.DefaultClient {
-			client.InstallProtocol(scheme, counted)
-		}
-	}
 }

@@ -312,16 +312,16 @@ func TestLimitDefaults(t *testing.T) {
 		want limits
 	}{
 		"zero means default": {want: limits{
-			fetchSize: 512 << 20, objectSize: 32 << 20, objects: 500_000,
+			fetchSize: 512 << 20, refsSize: 32 << 20, objectSize: 32 << 20, objects: 500_000,
 			snapshotSize: 1 << 30, snapshotFiles: 100_000,
 		}},
 		"negative means none": {
-			opts: Options{MaxFetchSize: -1, MaxObjectSize: -1, MaxObjects: -1, MaxSnapshotSize: -1, MaxSnapshotFiles: -1},
+			opts: Options{MaxFetchSize: -1, MaxRefsSize: -1, MaxObjectSize: -1, MaxObjects: -1, MaxSnapshotSize: -1, MaxSnapshotFiles: -1},
 			want: limits{},
 		},
 		"set": {
-			opts: Options{MaxFetchSize: 1, MaxObjectSize: 2, MaxObjects: 3, MaxSnapshotSize: 4, MaxSnapshotFiles: 5},
-			want: limits{1, 2, 3, 4, 5},
+			opts: Options{MaxFetchSize: 1, MaxRefsSize: 6, MaxObjectSize: 2, MaxObjects: 3, MaxSnapshotSize: 4, MaxSnapshotFiles: 5},
+			want: limits{1, 6, 2, 3, 4, 5},
 		},
 	}
 	for name, tc := range tests {

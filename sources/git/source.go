@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage"
 )
 
 // Options configures a Source. The zero value of every field but URL works.
@@ -85,6 +86,15 @@ type Options struct {
 	// fetches a few MiB at depth 1. 0 means 512 MiB; negative means
 	// unlimited.
 	MaxFetchSize int64
+
+	// MaxRefsSize bounds the ref advertisement an http(s) server sends
+	// (the list of its branches and tags, read at every ls-remote and
+	// fetch), within MaxFetchSize. go-git decodes it whole into memory, at
+	// about twice its size, so a server advertising without end would cost
+	// up to twice MaxFetchSize of memory. Over it, Fetch fails at stage
+	// ls-remote. 0 means 32 MiB, some 450,000 refs, more than large hosts
+	// advertise with every pull request's refs; negative means unlimited.
+	MaxRefsSize int64
 
 	// MaxObjectSize bounds the inflated size of any one object (file, tree,
 	// commit) a fetch brings and a snapshot writes. go-git's pack indexer
@@ -174,7 +184,7 @@ type Source struct {
 	auth       transport.AuthMethod
 	verifyKeys []string
 	limits     limits
-	secrets    []string
+	redact     *redactor
 	log        *slog.Logger
 
 	// sem is held by the goroutine doing a fetch. It outlives a Fetch call
@@ -182,6 +192,9 @@ type Source struct {
 	sem chan struct{}
 	// verified lists commits whose signature passed, guarded by sem.
 	verified map[plumbing.Hash]bool
+	// faults, set only by tests, wraps the cache storage a fetch writes to,
+	// to fail writes that a real disk fails only when full at one moment.
+	faults func(storage.Storer) storage.Storer
 }
 
 // New checks opts and returns a Source. It parses credentials, keys and the
@@ -199,12 +212,13 @@ func New(opts Options) (*Source, error) {
 		timeout:    positiveOr(opts.Timeout, 60*time.Second),
 		keep:       positiveOr(opts.KeepSnapshots, 2),
 		verifyKeys: opts.VerifyKeys,
-		secrets:    append(r.secrets(), opts.Auth.secrets()...),
+		redact:     newRedactor(append(r.secrets(), opts.Auth.secrets()...)...),
 		log:        opts.Logger,
 		sem:        make(chan struct{}, 1),
 		verified:   map[plumbing.Hash]bool{},
 		limits: limits{
 			fetchSize:     positiveOr(opts.MaxFetchSize, DefaultMaxFetchSize),
+			refsSize:      positiveOr(opts.MaxRefsSize, DefaultMaxRefsSize),
 			objectSize:    positiveOr(opts.MaxObjectSize, DefaultMaxObjectSize),
 			objects:       positiveOr(opts.MaxObjects, DefaultMaxObjects),
 			snapshotSize:  positiveOr(opts.MaxSnapshotSize, DefaultMaxSnapshotSize),
@@ -226,6 +240,9 @@ func New(opts Options) (*Source, error) {
 	}
 	if s.auth, err = transportAuth(r, opts.Auth, opts.InsecureSkipHostKeyCheck, s.timeout); err != nil {
 		return nil, s.wrap("auth", err)
+	}
+	if b, ok := s.auth.(*githttp.BasicAuth); ok { // what is sent, as a server may echo it
+		s.redact = newRedactor(append(r.secrets(), append(opts.Auth.secrets(), basicSecrets(b.Username, b.Password)...)...)...)
 	}
 	return s, nil
 }
@@ -265,13 +282,11 @@ type fetchError struct {
 func (e *fetchError) Error() string { return e.msg }
 func (e *fetchError) Unwrap() error { return e.err }
 
-// wrap names the source and stage in err and redacts secrets from it.
+// wrap names the source and stage in err and scrubs err's text (see
+// redactor.scrub): every error a Source returns passes here. The name is
+// built from the credential-free URL, so only err needs scrubbing.
 func (s *Source) wrap(stage string, err error) error {
-	msg := fmt.Sprintf("%s: %s: %v", s, stage, err)
-	for _, secret := range s.secrets {
-		msg = strings.ReplaceAll(msg, secret, "<redacted>")
-	}
-	return &fetchError{msg: msg, err: err}
+	return &fetchError{msg: fmt.Sprintf("%s: %s: %s", s, stage, s.redact.scrub(err.Error())), err: err}
 }
 
 // opContext bounds one network operation by Options.Timeout.

@@ -103,14 +103,30 @@ func parseSchemeURL(raw string) (remote, error) {
 }
 
 // secrets lists the strings that must never appear in an error or log line:
-// the URL's password, and its username when it is alone (a token used as
-// username, as GitHub and GitLab accept).
+// the URL's password and, for http(s), its username with it (see
+// basicSecrets), or alone (a token used as username, as GitHub and GitLab
+// accept).
 func (r remote) secrets() []string {
 	switch {
+	case r.scheme == "http" || r.scheme == "https":
+		return basicSecrets(r.user, r.password)
 	case r.password != "":
 		return []string{r.password}
-	case r.user != "" && (r.scheme == "http" || r.scheme == "https"):
-		return []string{r.user}
 	}
 	return nil
+}
+
+// basicSecrets lists the spellings of HTTP basic credentials to scrub: the
+// password, the "user:password" pair a server echoes decoded (and whose
+// base64 is the Authorization header), and the username unless it is the
+// conventional "git" or too short to tell from other words.
+func basicSecrets(user, password string) []string {
+	var s []string
+	if password != "" {
+		s = append(s, password, user+":"+password)
+	}
+	if (password == "" || len(user) >= 3) && user != "git" && user != "" {
+		s = append(s, user)
+	}
+	return s
 }

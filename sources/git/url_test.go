@@ -26,7 +26,7 @@ func TestParseRemote(t *testing.T) {
 		"https user and token stripped": {
 			in:          "https://alice:t0ken@github.com/org/repo.git",
 			want:        remote{url: "https://github.com/org/repo.git", scheme: "https", user: "alice", password: "t0ken"},
-			wantSecrets: []string{"t0ken"},
+			wantSecrets: []string{"t0ken", "alice:t0ken", "alice"},
 		},
 		"https token as username": {
 			in:          "https://t0ken@github.com/org/repo.git",
