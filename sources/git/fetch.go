@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
+	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -263,9 +264,14 @@ func (s *Source) fetchRefs(ctx context.Context, repo *gogit.Repository, depth in
 }
 
 // timedOut says so in err when op, an operation under ctx, hit
-// Options.Timeout (rather than ctx ending, or an error of its own).
+// Options.Timeout (rather than ctx ending, or an error of its own). The
+// connection's deadline is op's (ssh, git://): its i/o timeout may come a
+// moment before op's own timer ends the context, so the deadline is looked
+// at too.
 func (s *Source) timedOut(ctx, op context.Context, err error) error {
-	if ctx.Err() == nil && errors.Is(op.Err(), context.DeadlineExceeded) {
+	deadline, ok := op.Deadline()
+	passed := ok && !time.Now().Before(deadline)
+	if ctx.Err() == nil && (errors.Is(op.Err(), context.DeadlineExceeded) || passed) {
 		return fmt.Errorf("timed out after %v (Timeout): %w", s.timeout, err)
 	}
 	return err
