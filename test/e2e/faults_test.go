@@ -2,11 +2,20 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,29 +187,31 @@ func countConfigMaps(ctx context.Context, t *testing.T, ns string) int {
 // TestFaultGitHangs puts a proxy in front of the git server that, once
 // switched, accepts connections and sends nothing, and stalls those it
 // has: an out-of-band scale during the outage is healed within 5 s from
-// the last good revision (the fetch still hanging), and a commit pushed
-// after the server is back is applied within one interval.
+// the last good revision (the fetch still hanging), the fetch fails at
+// stage fetch within --git-timeout, and a commit pushed after the server
+// is back is applied.
 func TestFaultGitHangs(t *testing.T) {
 	const ns = "fault-git-e2e"
 	srv := newGitServer(t)
 	repo := seedRepo(t, srv, ns)
 	first := repo.git(repo.dir, "rev-parse", "HEAD")
 	proxy := newHangProxy(t, strings.TrimPrefix(srv.URL, "http://"))
-	const interval = 3 * time.Second
+	const interval, gitTimeout = 3 * time.Second, 10 * time.Second
 	d := startDaemon(t, "--git-url", "http://"+proxy.addr+"/stack.git", "--git-ref", "main", "--path", "overlays/dev",
-		"--interval", interval.String())
+		"--interval", interval.String(), "--git-timeout", gitTimeout.String())
 	d.waitFor(t, 90*time.Second, "first sync complete", syncComplete(first))
 	waitStatefulSetReady(t, ns, 2)
 
 	proxy.hang(true)
-	// The next interval's fetch sends a request and waits for ever (or
-	// until the git timeout).
+	// The next interval's fetch sends a request and waits until the git
+	// timeout.
 	eventually(t, 2*interval, "a fetch to hang", func(context.Context) error {
 		if proxy.stalled.Load() == 0 {
 			return errors.New("no connection stalled yet")
 		}
 		return nil
 	})
+	hung := time.Now()
 	sts := "StatefulSet/" + ns + "/mysql"
 	scaled := time.Now()
 	scale(t, ns, 3)
@@ -217,6 +228,12 @@ func TestFaultGitHangs(t *testing.T) {
 	t.Logf("healed %s after the scale, with git hanging", time.Since(scaled).Round(time.Millisecond))
 	if at := recordTime(t, rec); at.Sub(scaled) > 5*time.Second {
 		t.Errorf("healed %s after the scale, want within 5s", at.Sub(scaled).Round(time.Millisecond))
+	}
+
+	rec = d.waitFor(t, gitTimeout+5*time.Second, "sync failed at fetch", syncFailed(reconciler.StageFetch, ""))
+	t.Logf("hung fetch failed %s after it hung: %s", recordTime(t, rec).Sub(hung).Round(time.Millisecond), rec.str("error"))
+	if !strings.Contains(rec.str("error"), "timed out after 10s") {
+		t.Errorf("the hung fetch's error does not say it timed out: %s", rec.str("error"))
 	}
 
 	proxy.hang(false)
@@ -316,4 +333,139 @@ func (p *hangProxy) serve(c net.Conn, target string) {
 	go func() { copyHanging(up, c); close(done) }()
 	copyHanging(c, up)
 	<-done
+}
+
+// TestFaultGitServerMisbehaves puts a switchable HTTP proxy in front of the
+// git server and the daemon behind Basic-auth credentials: an endless 500
+// body, a 200 with an HTML page, a 401 page that echoes the request's
+// headers, a garbage ref advertisement and a truncated pack. Each fails at
+// stage fetch; the daemon's RSS stays within 50 MiB of its steady state,
+// no record is longer than 2 KB, the credentials appear in no record and
+// not on /status, and the cluster keeps what it had.
+func TestFaultGitServerMisbehaves(t *testing.T) {
+	const ns = "fault-git-server-e2e"
+	srv := newGitServer(t)
+	sha := configMapsRepo(t, srv, ns, 10)
+	user, password := "gitops-"+strings.ToLower(rand.Text()[:10]), "pw/"+rand.Text()[:16]+"+="
+	secrets := t.TempDir()
+	writeFile(t, filepath.Join(secrets, "username"), user+"\n")
+	writeFile(t, filepath.Join(secrets, "password"), password+"\n")
+
+	upstream, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode atomic.Value
+	mode.Store("")
+	forward := httputil.NewSingleHostReverseProxy(upstream)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch mode.Load().(string) {
+		case "endless 500":
+			w.WriteHeader(http.StatusInternalServerError)
+			chunk := []byte(strings.Repeat("internal error, please retry ", 1000))
+			for r.Context().Err() == nil {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		case "200 with HTML":
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<html><body><h1>Sign in</h1>"+strings.Repeat("<p>welcome</p>", 5000)+"</body></html>")
+		case "401 echoing the headers":
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, "<html>denied. You sent:\n")
+			for k, v := range r.Header {
+				fmt.Fprintf(w, "%s: %s\n", k, strings.Join(v, ", "))
+			}
+			if u, p, ok := r.BasicAuth(); ok {
+				fmt.Fprintf(w, "user %s password %s\n", u, p)
+			}
+		case "garbage refs":
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+			buf := make([]byte, 1<<20)
+			rand.Read(buf)
+			w.Write(buf)
+		case "truncated pack":
+			if !strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+				forward.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			forward.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			body := rec.Body.Bytes()
+			w.Write(body[:len(body)/2])
+		default:
+			forward.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(proxy.Close)
+
+	d := startDaemon(t, "--git-url", proxy.URL+"/stack.git", "--git-ref", "main", "--path", "overlays/many",
+		"--git-secret-dir", secrets, "--interval", "2s", "--git-timeout", "10s")
+	d.waitFor(t, 60*time.Second, "first sync complete", syncComplete(sha))
+	rss := watchRSS(t, d.cmd.Process.Pid)
+
+	repo := &workRepo{t: t, dir: t.TempDir()}
+	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	for i, m := range []string{"endless 500", "200 with HTML", "401 echoing the headers", "garbage refs", "truncated pack"} {
+		// A new commit for each, so that the fetch has a pack to get.
+		writeFile(t, repo.path("overlays/many/namespace.yaml"),
+			fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels: {case: %q}\n", ns, strconv.Itoa(i)))
+		mode.Store(m)
+		head := repo.commit(m)
+		rec := d.waitFor(t, 30*time.Second, m+": sync failed at fetch", syncFailed(reconciler.StageFetch, ""))
+		t.Logf("%s: %s", m, shorten(rec.str("error"), 300))
+		if d.has(syncComplete(head)) {
+			t.Errorf("%s: the commit behind the faulty server was applied", m)
+		}
+		mode.Store("")
+		d.waitFor(t, 30*time.Second, m+": the commit once the server is back", syncComplete(head))
+	}
+	rss.check(t, 50<<20)
+
+	_, status := httpGet(t, d.baseURL(t)+"/status")
+	spellings := credentialSpellings(user, password)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.records {
+		line, _ := json.Marshal(r)
+		if len(line) > 2048 {
+			t.Errorf("a record of %d bytes: %s", len(line), shorten(string(line), 300))
+		}
+		for _, sp := range spellings {
+			if strings.Contains(string(line), sp) {
+				t.Errorf("a credential (%q) in a record: %s", sp, shorten(string(line), 300))
+			}
+		}
+	}
+	for _, sp := range spellings {
+		if strings.Contains(string(status), sp) {
+			t.Errorf("a credential (%q) on /status", sp)
+		}
+	}
+}
+
+// credentialSpellings are the forms a Basic-auth credential may take in a
+// message: each part, the pair, and their base64 and URL encodings.
+func credentialSpellings(user, password string) []string {
+	var out []string
+	for _, v := range []string{user, password, user + ":" + password} {
+		out = append(out, v, url.QueryEscape(v), url.PathEscape(v))
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			out = append(out, enc.EncodeToString([]byte(v)))
+		}
+	}
+	return out
+}
+
+// shorten cuts s to n bytes, for logs of long values.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
