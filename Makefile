@@ -12,7 +12,7 @@ E2E_PKGS = $(MODULE)/test/cluster $(MODULE)/test/e2e
 # Everything else: the pure core and test helpers, no cluster needed.
 UNIT_PKGS = $(filter-out $(E2E_PKGS),$(shell $(GO) list ./...))
 
-.PHONY: all test lint unit e2e binaries browser cluster demo bench clean
+.PHONY: all test faults lint unit e2e binaries browser cluster demo bench clean
 
 all: test
 
@@ -39,9 +39,15 @@ browser:
 	  echo "installing Debian's chromium for the status page test"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-## e2e: end-to-end tests on a real local control plane.
+## e2e: end-to-end tests on a real local control plane (the fault cases are `make faults`).
 e2e: binaries browser
-	$(GO) test -count=1 -p 1 -timeout 40m $(E2E_PKGS)
+	$(GO) test -count=1 -p 1 -timeout 40m -skip '^TestFault' $(E2E_PKGS)
+
+## faults: the fault-injection cases (test/e2e TestFault*): kube-apiserver
+## killed, git servers that hang or misbehave, a paused leader. CI runs it
+## after `make test`.
+faults: binaries
+	$(GO) test -count=1 -p 1 -timeout 30m -run '^TestFault' $(MODULE)/test/e2e
 
 ## cluster: the local cluster in the foreground; kubeconfig at $(CLUSTER_DIR)/kubeconfig.
 cluster: binaries

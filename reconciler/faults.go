@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +100,10 @@ func walkLeaves(err error, f func(error)) {
 	}
 }
 
+// Unreachable reports whether err says that the server could not be
+// reached or did not answer (see Classify's api-unreachable).
+func Unreachable(err error) bool { return anyLeaf(err, isUnreachable) }
+
 // anyLeaf reports whether f holds for one of err's leaves (walkLeaves).
 func anyLeaf(err error, f func(error) bool) bool {
 	found := false
@@ -136,21 +141,33 @@ func isOverloaded(e error) bool {
 	if !ok {
 		return false
 	}
+	if typedPatchFailed(se) {
+		return false
+	}
 	return apierrors.IsTooManyRequests(se) || apierrors.IsServiceUnavailable(se) ||
 		apierrors.IsServerTimeout(se) || apierrors.IsTimeout(se) || apierrors.IsInternalError(se) ||
 		apierrors.IsUnexpectedServerError(se) || se.Status().Code == http.StatusBadGateway
 }
 
 // isRejected reports whether e is the API server's refusal of the request's
-// content or of the caller's right to make it.
+// content or of the caller's right to make it. A server-side apply of a
+// field the schema does not know is a 500 from the API server ("failed to
+// create typed patch object ...: field not declared in schema"): the
+// content's fault, told apart by its message.
 func isRejected(e error) bool {
 	se, ok := e.(*apierrors.StatusError)
 	if !ok {
 		return false
 	}
-	return apierrors.IsInvalid(se) || apierrors.IsBadRequest(se) || apierrors.IsForbidden(se) ||
+	return typedPatchFailed(se) || apierrors.IsInvalid(se) || apierrors.IsBadRequest(se) || apierrors.IsForbidden(se) ||
 		apierrors.IsUnauthorized(se) || apierrors.IsConflict(se) || apierrors.IsRequestEntityTooLargeError(se) ||
 		apierrors.IsNotAcceptable(se) || apierrors.IsUnsupportedMediaType(se) || apierrors.IsMethodNotSupported(se)
+}
+
+// typedPatchFailed reports whether se is the API server's 500 for a
+// server-side apply that does not fit the object's schema.
+func typedPatchFailed(se *apierrors.StatusError) bool {
+	return apierrors.IsInternalError(se) && strings.Contains(se.Status().Message, "failed to create typed patch object")
 }
 
 // APIReachability follows whether the API server answers, from every

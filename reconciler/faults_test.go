@@ -54,6 +54,8 @@ func TestClassify(t *testing.T) {
 		// An admission webhook's connection error is the API server's
 		// answer, not an outage: its words do not count.
 		{"apply, webhook unreachable", StageApply, fmt.Errorf("apply ConfigMap/a/b: %w", webhook), CauseOverloaded, true},
+		{"validate, unknown field", StageValidate, fmt.Errorf("ConfigMap/a/b: dry-run: %w", apierrors.NewInternalError(errors.New(
+			"failed to create typed patch object (a/b; /v1, Kind=ConfigMap): .metadata.cycle: field not declared in schema"))), CauseRejected, false},
 		{"apply, rejected and unreachable", StageApply, errors.Join(invalid, refused), CauseUnreachable, true},
 		{"apply, rejected in a batch", StageApply, errors.Join(errors.New("1 of 2 failed"), invalid), CauseRejected, false},
 		{"apply, redacted", StageApply, &redactedError{err: refused, msg: "x"}, CauseUnreachable, true},
@@ -233,5 +235,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFailureKey(t *testing.T) {
+	a := errors.New("ConfigMap/a/x: apply: bad; ConfigMap/a/y: apply: bad")
+	b := errors.New("ConfigMap/a/y: apply: bad; ConfigMap/a/x: apply: bad")
+	if failureKey(StageApply, "r", a) != failureKey(StageApply, "r", b) {
+		t.Error("the same batch failure in another order is another failure")
+	}
+	if failureKey(StageApply, "r", a) == failureKey(StageApply, "r2", a) || failureKey(StageApply, "r", a) == failureKey(StageValidate, "r", a) {
+		t.Error("another revision or stage is the same failure")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -152,7 +154,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			se := &SyncError{Stage: StageApply, Err: err}
 			errors.As(err, &se)
 			cause, transient := Classify(se.Stage, se.Err)
-			key := string(se.Stage) + se.Revision + err.Error()
+			key := failureKey(se.Stage, se.Revision, err)
 			if cause == CauseUnreachable {
 				key = string(cause) + se.Revision
 			}
@@ -199,6 +201,18 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 		timer.Stop()
 	}
+}
+
+// failureKey identifies a failure for logging it once: its stage, revision
+// and message, the message's parts in any order (a batch's errors are
+// joined in the order its concurrent requests ended).
+func failureKey(stage Stage, revision string, err error) string {
+	parts := strings.FieldsFunc(err.Error(), func(r rune) bool { return r == '\n' || r == ';' })
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	slices.Sort(parts)
+	return string(stage) + "\x00" + revision + "\x00" + strings.Join(parts, "\x00")
 }
 
 // sync runs one sync of the Syncer. Its fetch runs aside: a heal request

@@ -86,9 +86,11 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	var c *clients
 	reach := reconciler.NewAPIReachability(reconciler.APIReachabilityOptions{
 		Logger: logger, Probe: func(ctx context.Context) error { return probeAPI(ctx, c.cs) }})
-	if c, err = newClients(o, reach); err != nil {
+	fence := &fence{elect: o.leaderElect}
+	if c, err = newClients(o, reach.WrapTransport, fence.wrapTransport); err != nil {
 		return err
 	}
+	c.reach = reach
 	klog.SetSlogLogger(slog.New(quietWhile(logger.Handler(), reach.Suspect)))
 	if o.once {
 		return syncAllOnce(ctx, specs, c, logger)
@@ -124,7 +126,7 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 	// Only the leader syncs, heals and alerts; a standby serves its
 	// endpoints and waits.
 	g.Go(func() error {
-		return runLeader(ctx, o, c.cs, state, logger, func(ctx context.Context) error {
+		return runLeader(ctx, o, c.cs, state, fence, logger, func(ctx context.Context) error {
 			defer m.stopAll()
 			m.apply(ctx, specs)
 			if o.configFile != "" {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -97,11 +98,12 @@ type clients struct {
 	cs     kubernetes.Interface
 	dyn    dynamic.Interface
 	mapper *reconciler.CachedMapper
-	reach  *reconciler.APIReachability // nil but in the daemon
+	reach  *reconciler.APIReachability // nil but in the daemon (set by runDaemon)
 }
 
-// reach, when not nil, sees every request's outcome (the daemon's).
-func newClients(o *options, reach *reconciler.APIReachability) (*clients, error) {
+// wraps wrap the transport of every request, in order (the daemon's
+// reachability tracker and Lease fence).
+func newClients(o *options, wraps ...func(http.RoundTripper) http.RoundTripper) (*clients, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if o.kubeconfig != "" {
 		rules.ExplicitPath = o.kubeconfig
@@ -115,10 +117,10 @@ func newClients(o *options, reach *reconciler.APIReachability) (*clients, error)
 	// In-flight requests are bounded by the Applier's concurrency and the API
 	// server's priority and fairness; a low client-side limit only adds waits.
 	cfg.QPS, cfg.Burst = 500, 1000
-	if reach != nil {
-		cfg.Wrap(reach.WrapTransport)
+	for _, w := range wraps {
+		cfg.Wrap(w)
 	}
-	c := &clients{config: cfg, reach: reach}
+	c := &clients{config: cfg}
 	if c.cs, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -163,7 +164,23 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 			}
 			d.mu.Unlock()
 			// The whole log, DEBUG included, to read after a run.
-			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".gitopsd.log"), []byte(all.String()), 0o644)
+			// One file per daemon: a test's second daemon gets .2, and so on.
+			base := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+			for i := 1; ; i++ {
+				name := base + ".gitopsd.log"
+				if i > 1 {
+					name = fmt.Sprintf("%s.%d.gitopsd.log", base, i)
+				}
+				f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+				if errors.Is(err, os.ErrExist) {
+					continue
+				}
+				if err == nil {
+					f.WriteString(all.String())
+					f.Close()
+				}
+				break
+			}
 		}
 		if t.Failed() {
 			d.mu.Lock()

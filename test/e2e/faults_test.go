@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,9 +20,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitopsd/gitopsd/reconciler"
@@ -468,4 +472,105 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// TestFaultLeaderPaused runs two daemons with --leader-elect and stops the
+// leader (SIGSTOP) for twice the lease duration while the standby takes
+// over and applies a new commit; after SIGCONT the old leader makes no
+// write: every object of the sync keeps its resourceVersion and the new
+// commit's content, and the old leader ends. Five times, the roles
+// alternating.
+func TestFaultLeaderPaused(t *testing.T) {
+	const ns = "fault-leader-e2e"
+	const lease = 12 * time.Second // cmd/gitopsd's leaseDuration
+	srv := newGitServer(t)
+	sha := configMapsRepo(t, srv, ns, 20)
+	repo := &workRepo{t: t, dir: t.TempDir()}
+	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	ctx := t.Context()
+	if _, err := env.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitopsd"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	args := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/many", "--interval", "2s",
+		"--leader-elect", "--leader-election-namespace", "gitopsd", "--leader-election-id", ns, "--name", ns}
+	a, b := startDaemon(t, args...), startDaemon(t, args...)
+	var leader, standby *daemon
+	eventually(t, 60*time.Second, "one daemon completes the first sync", func(context.Context) error {
+		switch {
+		case a.has(syncComplete(sha)):
+			leader, standby = a, b
+		case b.has(syncComplete(sha)):
+			leader, standby = b, a
+		default:
+			return errors.New("no sync yet")
+		}
+		return nil
+	})
+
+	for cycle := range 5 {
+		if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped := time.Now()
+		standby.waitFor(t, 30*time.Second, "the standby takes the Lease", func(r logRecord) bool { return r.str("msg") == "leader elected" })
+		var objs strings.Builder
+		for i := range 20 {
+			fmt.Fprintf(&objs, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-%d\n  namespace: %s\ndata:\n  i: %q\n  cycle: %q\n",
+				i, ns, strconv.Itoa(i), strconv.Itoa(cycle))
+		}
+		writeFile(t, repo.path("overlays/many/many-0.yaml"), objs.String())
+		head := repo.commit(fmt.Sprintf("cycle %d", cycle))
+		standby.waitFor(t, 30*time.Second, "the new leader applies the commit", syncComplete(head))
+		time.Sleep(time.Until(stopped.Add(2 * lease))) // the pause itself: twice the lease
+		before := resourceVersions(t, ns)
+
+		if err := leader.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		resumed := time.Now()
+		// The old leader stops its syncs at once and exits; meanwhile
+		// nothing it does reaches the cluster.
+		eventually(t, 20*time.Second, "the old leader to exit", func(context.Context) error {
+			if leader.cmd.ProcessState == nil && processAlive(leader.cmd.Process.Pid) {
+				return errors.New("still running")
+			}
+			return nil
+		})
+		t.Logf("cycle %d: the old leader exited %s after SIGCONT", cycle, time.Since(resumed).Round(time.Millisecond))
+		if leader.has(func(r logRecord) bool {
+			return r.str("msg") == "sync complete" && recordTime(t, r).After(resumed)
+		}) {
+			t.Errorf("cycle %d: the old leader completed a sync after SIGCONT", cycle)
+		}
+		if after := resourceVersions(t, ns); !maps.Equal(before, after) {
+			for k, v := range after {
+				if before[k] != v {
+					t.Errorf("cycle %d: %s written after the old leader resumed (resourceVersion %s -> %s)", cycle, k, before[k], v)
+				}
+			}
+		}
+		cm, err := env.cs.CoreV1().ConfigMaps(ns).Get(ctx, "many-0", metav1.GetOptions{})
+		if err != nil || cm.Data["cycle"] != strconv.Itoa(cycle) {
+			t.Errorf("cycle %d: many-0 has cycle %q (%v), want the new commit's", cycle, cm.Data["cycle"], err)
+		}
+		leader, standby = standby, startDaemon(t, args...)
+		standby.waitFor(t, 30*time.Second, "the new standby", func(r logRecord) bool { return r.str("msg") == "standby" })
+	}
+}
+
+// resourceVersions are the resourceVersions of the ConfigMaps in ns and of
+// the sync's inventory, by name.
+func resourceVersions(t *testing.T, ns string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range []string{ns, "gitopsd"} {
+		list, err := env.cs.CoreV1().ConfigMaps(n).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cm := range list.Items {
+			out[n+"/"+cm.Name] = cm.ResourceVersion
+		}
+	}
+	return out
 }
