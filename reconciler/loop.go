@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +49,8 @@ type Loop struct {
 	opts    LoopOptions
 	trigger chan struct{}
 	heal    chan struct{}
+
+	busySince atomic.Pointer[time.Time] // when the sync in flight began; nil between syncs
 
 	mu          sync.Mutex
 	lastApplied string
@@ -123,6 +126,16 @@ func (l *Loop) Triggered() bool {
 	}
 }
 
+// Busy returns how long the sync in flight has run, 0 between syncs: for a
+// liveness check, since a loop wedged inside a sync (a fetch or a request
+// that never returns) makes no other sign.
+func (l *Loop) Busy() time.Duration {
+	if began := l.busySince.Load(); began != nil {
+		return time.Since(*began)
+	}
+	return 0
+}
+
 // LastApplied is the revision of the last successful sync.
 func (l *Loop) LastApplied() string {
 	l.mu.Lock()
@@ -143,7 +156,10 @@ func (l *Loop) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	var lastFailure string
 	for {
+		began := time.Now()
+		l.busySince.Store(&began)
 		res, err := l.sync(ctx)
+		l.busySince.Store(nil)
 		if ctx.Err() != nil {
 			return nil // shutdown, not a failure
 		}

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net"
@@ -33,6 +34,9 @@ type syncView struct {
 	gitURL             string // for webhooks; "" for a directory
 	loop               *reconciler.Loop
 	watcher            *reconciler.Watcher
+	// stuckAfter is how long one sync may run before the loop counts as
+	// wedged (/healthz fails): every timeout a sync has, and a minute.
+	stuckAfter time.Duration
 }
 
 // statusServer serves /healthz, /readyz, /metrics, /status and the page.
@@ -47,7 +51,7 @@ type statusServer struct {
 
 func (s *statusServer) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
@@ -66,6 +70,20 @@ func (s *statusServer) handler() http.Handler {
 		}
 	})
 	return mux
+}
+
+// healthz is the liveness check: the process answers, and no sync loop is
+// wedged in one sync for longer than all of that sync's timeouts allow, so
+// that the kubelet restarts a replica a hung fetch or request holds.
+func (s *statusServer) healthz(w http.ResponseWriter, _ *http.Request) {
+	for _, sv := range s.syncs() {
+		if busy := sv.loop.Busy(); sv.stuckAfter > 0 && busy > sv.stuckAfter {
+			http.Error(w, fmt.Sprintf("sync %s: one sync has run for %s, longer than its timeouts allow (%s)",
+				sv.name, busy.Round(time.Second), sv.stuckAfter), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 // readyz is ready once every sync has succeeded once, and not while the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -65,5 +66,47 @@ func TestStatusServer(t *testing.T) {
 	}
 	if code, _ := get(t, h, "/nothing"); code != http.StatusNotFound {
 		t.Errorf("/nothing %d, want 404", code)
+	}
+}
+
+// hungSource is a source whose fetch never returns until its context ends.
+type hungSource struct{}
+
+func (hungSource) Fetch(ctx context.Context) (reconciler.Snapshot, error) {
+	<-ctx.Done()
+	return reconciler.Snapshot{}, ctx.Err()
+}
+func (hungSource) String() string { return "hung" }
+
+func TestHealthzFailsWhenALoopIsStuck(t *testing.T) {
+	loop := reconciler.NewLoop(reconciler.NewSyncer(hungSource{}, nil, nil, nil, reconciler.SyncOptions{}), reconciler.LoopOptions{})
+	reg, _ := newRegistry()
+	s := &statusServer{reg: reg, leading: &leading{}, syncs: func() []syncView {
+		return []syncView{{name: "dev", loop: loop, stuckAfter: 200 * time.Millisecond}}
+	}}
+	h := s.handler()
+	if code, _ := get(t, h, "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz of an idle loop: %d", code)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { loop.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := get(t, h, "/healthz")
+		if code == http.StatusServiceUnavailable {
+			if !strings.Contains(body, "sync dev") {
+				t.Errorf("/healthz of a stuck loop does not name it: %q", body)
+			}
+			if loop.Busy() < 200*time.Millisecond {
+				t.Errorf("failed after %s, before stuckAfter", loop.Busy())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz still %d with a loop stuck for %s", code, loop.Busy())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -91,7 +92,8 @@ func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
 		OnSync: m.syncEvents(o.inventoryNamespace, name)})
 	ctx, cancel := context.WithCancel(ctx)
 	r := &runningSync{opts: o, cancel: cancel, done: make(chan struct{}),
-		view: syncView{name: name, source: src.String(), path: o.path, gitURL: o.gitURL, loop: loop, watcher: watcher}}
+		view: syncView{name: name, source: src.String(), path: o.path, gitURL: o.gitURL, loop: loop, watcher: watcher,
+			stuckAfter: stuckAfter(o)}}
 	go func() {
 		defer close(r.done)
 		g, ctx := errgroup.WithContext(ctx)
@@ -160,4 +162,15 @@ func (m *manager) syncEvents(namespace, name string) func(reconciler.SyncResult,
 		m.events.Eventf(ref, corev1.EventTypeNormal, "SyncComplete", "revision %s: created %d, configured %d, unchanged %d, pruned %d",
 			res.Revision, res.Count(reconciler.Created), res.Count(reconciler.Configured), res.Count(reconciler.Unchanged), res.Count(reconciler.Pruned))
 	}
+}
+
+// stuckAfter is how long one sync of o may run before its loop counts as
+// wedged: the fetch's git timeout (twice: ls-remote and fetch), the build
+// time, the health timeout, and a minute for validation, apply and prune.
+func stuckAfter(o *options) time.Duration {
+	git := o.gitTimeout
+	if git <= 0 {
+		git = 10 * time.Minute // no git timeout: a generous bound all the same
+	}
+	return 2*git + o.build.timeout + o.healthTimeout + time.Minute
 }
