@@ -157,8 +157,11 @@ func (c *comparer) add(path string, steps []step, want, got any, missing bool) {
 	c.diffs = append(c.diffs, fieldDiff{path: path, want: want, got: got, missing: missing, manager: c.ownerOf(steps)})
 }
 
-// walk compares the fields want sets with got. A field git sets as an
-// empty map or list matches an absent one: the server drops those.
+// walk compares the fields want sets with got. A field git sets to an
+// empty value (map, list, "", false, 0) matches an absent one: the server
+// drops those (omitempty fields, like a PersistentVolume's
+// storageClassName: ""). An empty value in git against another live value
+// is compared as any.
 func (c *comparer) walk(path string, steps []step, want, got any) {
 	if want == nil || (got == nil && isEmpty(want)) || c.ignored(path) {
 		return
@@ -215,6 +218,14 @@ func isEmpty(v any) bool {
 		return len(x) == 0
 	case []any:
 		return len(x) == 0
+	case string:
+		return x == ""
+	case bool:
+		return !x
+	case int64:
+		return x == 0
+	case float64:
+		return x == 0
 	}
 	return false
 }

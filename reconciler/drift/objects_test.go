@@ -70,6 +70,23 @@ func TestCheckObjectDrift(t *testing.T) {
 				setField(t, s.Live[statefulSetRef].Object, "spec.template.spec.containers", "metadata", "annotations", IgnoreAnnotation)
 			},
 		},
+		"empty values in git that the server drops are not drift": {
+			// storageClassName: "" on a PV, hostNetwork: false,
+			// terminationGracePeriodSeconds-like zero values: omitempty
+			// fields the server does not store.
+			edit: func(t *testing.T, s Snapshot) {
+				sts := desiredObj(t, s, statefulSetRef)
+				setField(t, sts.Object, "", "spec", "template", "spec", "serviceAccountName")
+				setField(t, sts.Object, false, "spec", "template", "spec", "hostNetwork")
+				setField(t, sts.Object, int64(0), "spec", "template", "spec", "priority")
+			},
+		},
+		"an empty value in git with another value live is drift": {
+			edit: func(t *testing.T, s Snapshot) {
+				setField(t, desiredObj(t, s, statefulSetRef).Object, "", "spec", "template", "spec", "schedulerName")
+			},
+			want: []string{"object-drift StatefulSet/mysql/mysql field=spec.template.spec.schedulerName want= got=default-scheduler manager="},
+		},
 		"quantities and numbers compare by value": {
 			edit: func(t *testing.T, s Snapshot) {
 				sts := desiredObj(t, s, statefulSetRef)
