@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -465,16 +466,45 @@ func (s *Syncer) prune(ctx context.Context, previous, current, stored []ObjRef, 
 			return err
 		}
 		res.Kept = plan.Keep
-		for _, ref := range plan.Delete {
-			deleted, why, err := s.deleteIfOurs(ctx, ref)
-			if err != nil {
-				return err
-			}
-			if deleted {
+		// Deletes run with the applier's concurrency; each is checked and
+		// preconditioned on its own (deleteIfOurs). All are tried: on
+		// failures the inventory keeps exactly the objects not deleted,
+		// and the next sync prunes them again.
+		type outcome struct {
+			deleted bool
+			why     string
+			err     error
+		}
+		outs := make([]outcome, len(plan.Delete))
+		var g errgroup.Group
+		g.SetLimit(s.applier.opts.Concurrency)
+		for i, ref := range plan.Delete {
+			g.Go(func() error {
+				deleted, why, err := s.deleteIfOurs(ctx, ref)
+				outs[i] = outcome{deleted, why, err}
+				return nil
+			})
+		}
+		g.Wait()
+		var errs []error
+		var failed []ObjRef
+		for i, ref := range plan.Delete {
+			switch o := outs[i]; {
+			case o.err != nil:
+				errs = append(errs, o.err)
+				failed = append(failed, ref)
+			case o.deleted:
 				res.Changes = append(res.Changes, Change{Ref: ref, Action: Pruned})
-			} else if why != "" {
-				res.Kept = append(res.Kept, Kept{Ref: ref, Reason: why})
+			case o.why != "":
+				res.Kept = append(res.Kept, Kept{Ref: ref, Reason: o.why})
 			}
+		}
+		if len(errs) > 0 {
+			keep = union(current, failed)
+			if changed(stored, keep) {
+				errs = append(errs, s.inv.Store(ctx, keep, revision))
+			}
+			return errors.Join(errs...)
 		}
 	} else {
 		keep = union(previous, current) // still ours, just not deleted
