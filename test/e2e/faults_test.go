@@ -24,8 +24,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gitopsd/gitopsd/reconciler"
@@ -488,24 +486,9 @@ func TestFaultLeaderPaused(t *testing.T) {
 	repo := &workRepo{t: t, dir: t.TempDir()}
 	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
 	ctx := t.Context()
-	if _, err := env.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitopsd"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
 	args := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/many", "--interval", "2s",
 		"--leader-elect", "--leader-election-namespace", "gitopsd", "--leader-election-id", ns, "--name", ns}
-	a, b := startDaemon(t, args...), startDaemon(t, args...)
-	var leader, standby *daemon
-	eventually(t, 60*time.Second, "one daemon completes the first sync", func(context.Context) error {
-		switch {
-		case a.has(syncComplete(sha)):
-			leader, standby = a, b
-		case b.has(syncComplete(sha)):
-			leader, standby = b, a
-		default:
-			return errors.New("no sync yet")
-		}
-		return nil
-	})
+	leader, standby := startPair(t, args, sha, 60*time.Second)
 
 	for cycle := range 5 {
 		if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {

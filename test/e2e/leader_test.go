@@ -21,28 +21,10 @@ func TestLeaderElection(t *testing.T) {
 	const ns = "leader-e2e"
 	srv := newGitServer(t)
 	repo := seedRepo(t, srv, ns)
-	ctx := t.Context()
-	if _, err := env.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitopsd"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
 	args := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/dev", "--interval", "2s",
 		"--leader-elect", "--leader-election-namespace", "gitopsd", "--leader-election-id", "leader-e2e", "--name", "leader-e2e"}
-	a := startDaemon(t, args...)
-	b := startDaemon(t, args...)
-
 	first := repo.git(repo.dir, "rev-parse", "HEAD")
-	var leader, standby *daemon
-	eventually(t, 90*time.Second, "one daemon completes the first sync", func(context.Context) error {
-		switch {
-		case a.has(syncComplete(first)):
-			leader, standby = a, b
-		case b.has(syncComplete(first)):
-			leader, standby = b, a
-		default:
-			return fmt.Errorf("no sync yet")
-		}
-		return nil
-	})
+	leader, standby := startPair(t, args, first, 90*time.Second)
 	waitStatefulSetReady(t, ns, 2)
 	// Three intervals: the standby never syncs.
 	standby.never(t, 6*time.Second, "a sync by the standby", func(r logRecord) bool {
@@ -75,6 +57,29 @@ func TestLeaderElection(t *testing.T) {
 	if takeover > 20*time.Second {
 		t.Errorf("the standby took the Lease %s after the leader's death, want within 20s", takeover)
 	}
+}
+
+// startPair makes sure the Lease's namespace gitopsd exists, starts two
+// daemons with args (which elect a leader), and returns them once one has
+// completed a sync of sha: the leader first.
+func startPair(t *testing.T, args []string, sha string, within time.Duration) (leader, standby *daemon) {
+	t.Helper()
+	if _, err := env.cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gitopsd"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	a, b := startDaemon(t, args...), startDaemon(t, args...)
+	eventually(t, within, "one daemon completes the first sync", func(context.Context) error {
+		switch {
+		case a.has(syncComplete(sha)):
+			leader, standby = a, b
+		case b.has(syncComplete(sha)):
+			leader, standby = b, a
+		default:
+			return fmt.Errorf("no sync yet")
+		}
+		return nil
+	})
+	return leader, standby
 }
 
 // has reports whether any record so far matches.
