@@ -25,7 +25,8 @@ import (
 // Fetch brings the cache up to date with the remote and returns the snapshot
 // of the wanted revision. It first lists the remote's refs (a single small
 // request) and returns at once when that commit's snapshot is already
-// published; a commit Ref whose snapshot exists needs no network at all.
+// published and checked; a commit Ref whose snapshot exists needs no
+// network at all, unless the cache must be repaired (see the package doc).
 //
 // Fetch returns promptly when ctx ends, even if a transport ignores it; the
 // abandoned work finishes in the background (it may still publish its

@@ -131,9 +131,11 @@ type Options struct {
 	// negative means unlimited.
 	MaxSnapshotFiles int64
 
-	// Logger receives DEBUG detail (skipped fetches) and a WARN when an old
-	// snapshot cannot be removed. Default: discard. Fetch's result and error
-	// are the real report.
+	// Logger receives DEBUG detail (skipped fetches), a WARN "git cache
+	// repaired" when a corrupt snapshot or clone was rebuilt (nothing else
+	// reports a repair that succeeded), and a WARN when an old snapshot
+	// cannot be removed. Default: discard. Fetch's result and error are the
+	// real report.
 	Logger *slog.Logger
 }
 
