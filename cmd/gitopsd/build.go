@@ -50,7 +50,7 @@ func render(ctx context.Context, o *options) (*kustomize.Result, error) {
 		}
 		return kustomize.NewBuilder(builderOptions(o)).Build(ctx, root, o.path)
 	}
-	src, err := newSource(o)
+	src, err := newSource(o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ change, 1 when something would, and 2 on error: for CI on pull requests.`,
 }
 
 func diff(ctx context.Context, o *options, w io.Writer) (int, error) {
-	src, err := newSource(o)
+	src, err := newSource(o, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -161,7 +161,7 @@ func loadConfig(file string, flags *options) ([]*options, error) {
 		if filepath.IsAbs(o.path) {
 			return nil, fmt.Errorf("%s: path %q must be relative to the source", where, o.path)
 		}
-		if _, err := newSource(&o); err != nil {
+		if _, err := newSource(&o, nil); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		out = append(out, &o)

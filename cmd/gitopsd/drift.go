@@ -80,7 +80,7 @@ period has not passed yet is left out.`,
 }
 
 func currentDrift(cmd *cobra.Command, o *options) ([]drift.Finding, error) {
-	src, err := newSource(o)
+	src, err := newSource(o, nil)
 	if err != nil {
 		return nil, err
 	}

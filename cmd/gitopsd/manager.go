@@ -68,7 +68,7 @@ func (m *manager) apply(ctx context.Context, specs []*options) {
 }
 
 func (m *manager) start(ctx context.Context, o *options) (*runningSync, error) {
-	src, err := newSource(o)
+	src, err := newSource(o, m.logger)
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func runDaemon(ctx context.Context, o *options, stderr io.Writer) error {
 		if specs, err = loadConfig(o.configFile, o); err != nil {
 			return err
 		}
-	} else if _, err := newSource(o); err != nil {
+	} else if _, err := newSource(o, nil); err != nil {
 		return err
 	}
 	// The API server's outages are followed from every request (one record
@@ -165,7 +165,7 @@ func forwardSIGHUP(ctx context.Context, trigger func()) error {
 // ends it with exit code 1.
 func syncAllOnce(ctx context.Context, specs []*options, c *clients, logger *slog.Logger) error {
 	for _, o := range specs {
-		src, err := newSource(o)
+		src, err := newSource(o, logger)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,7 +38,10 @@ type source struct {
 func (s *source) Fetch(ctx context.Context) (reconciler.Snapshot, error) { return s.fetch(ctx) }
 func (s *source) String() string                                         { return s.name }
 
-func newSource(o *options) (*source, error) {
+// newSource builds the source o names. logger gets the source's own
+// records (a repaired git cache); nil discards them, for the commands that
+// only validate options.
+func newSource(o *options, logger *slog.Logger) (*source, error) {
 	switch {
 	case o.gitURL != "" && o.dir != "":
 		return nil, errors.New("--git-url and --dir exclude each other")
@@ -59,7 +63,8 @@ func newSource(o *options) (*source, error) {
 		}
 		g, err := git.New(git.Options{URL: o.gitURL, Ref: o.gitRef, CacheDir: o.cacheDir, Auth: auth,
 			InsecureSkipHostKeyCheck: o.gitInsecureSkipHostKeyCheck, VerifyKeys: keys, Timeout: o.gitTimeout,
-			MaxFetchSize: int64(o.gitMaxFetch), MaxObjectSize: int64(o.gitMaxObject), MaxSnapshotSize: int64(o.gitMaxSnapshot)})
+			MaxFetchSize: int64(o.gitMaxFetch), MaxObjectSize: int64(o.gitMaxObject), MaxSnapshotSize: int64(o.gitMaxSnapshot),
+			Logger: logger})
 		if err != nil {
 			return nil, err
 		}

@@ -49,7 +49,23 @@
 // failed write to the cache (a full disk) fails at stage fetch naming the
 // cache directory, leaves no partial pack, and the next Fetch retries.
 //
+// A corrupt cache cannot shrink a build. A snapshot is handed out only once
+// this process has checked it against its commit: on first use (after a
+// restart) every file's git blob hash, kind and executable bit, every
+// symlink's target and the absence of any other entry are compared with
+// the commit's tree, and every object the tree names must be in the clone;
+// a snapshot being written is hashed as it is written. The clone's packs
+// are checked against their checksums at its first use in the process.
+// The result is remembered per commit, so a resync does not hash again. A
+// snapshot that differs is written again from the clone; a clone that
+// cannot produce the commit (a checksum mismatch, an object missing or
+// unreadable) is removed and cloned again in the same Fetch. Either is
+// logged once, at WARN, as "git cache repaired" with source, commit, what
+// ("snapshot", "clone", "clone and snapshot") and reason. A repair that
+// cannot be made (the server down while the clone must be fetched again)
+// fails Fetch, naming what was being repaired, and returns no snapshot.
+//
 // The package never imports client-go. It returns data and errors for the
-// reconciler to report; an optional Logger gets DEBUG detail and a WARN when
-// an old snapshot cannot be removed.
+// reconciler to report; an optional Logger gets DEBUG detail, the "git
+// cache repaired" WARN, and a WARN when an old snapshot cannot be removed.
 package git

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 // Fetch brings the cache up to date with the remote and returns the snapshot
 // of the wanted revision. It first lists the remote's refs (a single small
 // request) and returns at once when that commit's snapshot is already
-// published; a commit Ref whose snapshot exists needs no network at all.
+// published and checked; a commit Ref whose snapshot exists needs no
+// network at all, unless the cache must be repaired (see the package doc).
 //
 // Fetch returns promptly when ctx ends, even if a transport ignores it; the
 // abandoned work finishes in the background (it may still publish its
@@ -65,7 +67,10 @@ func (s *Source) Fetch(ctx context.Context) (Snapshot, error) {
 	}
 }
 
-// fetch does Fetch's work; the caller holds s.sem.
+// fetch does Fetch's work; the caller holds s.sem. A snapshot is handed
+// out only once it has been checked against its commit in this process
+// (s.checked); a cache that fails the check is repaired first, and the
+// repair logged once.
 func (s *Source) fetch(ctx context.Context) (Snapshot, error) {
 	if err := os.MkdirAll(s.snapshotsDir(), 0o755); err != nil {
 		return Snapshot{}, s.wrap("cache", err)
@@ -79,31 +84,96 @@ func (s *Source) fetch(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if s.published(t.hash) {
+	if s.checked[t.hash] && s.published(t.hash) {
 		s.log.DebugContext(ctx, "git: revision unchanged, not fetching", "source", s, "commit", t.hash.String())
 		return s.activate(t.hash, t.name), nil
 	}
+	var r repair
+	h, err := s.update(ctx, t, &r, false)
+	if ce := (*cloneError)(nil); errors.As(err, &ce) {
+		r.add("clone", err)
+		if err := s.dropClone(); err != nil {
+			return Snapshot{}, s.wrap("cache", s.cacheErr(err))
+		}
+		h, err = s.update(ctx, t, &r, true)
+	}
+	if err != nil {
+		return Snapshot{}, s.repairFailed(err, &r)
+	}
+	s.logRepair(ctx, &r, h)
+	return s.activate(h, t.name), nil
+}
+
+// update brings t's commit into the clone and its snapshot into the cache,
+// unless both are there already, and returns the commit. A snapshot that
+// differs from its commit is written again and added to r; an error
+// wrapping a *cloneError means the clone cannot produce the commit. A
+// fresh clone (one just removed) is fetched into even when the snapshot
+// is published.
+func (s *Source) update(ctx context.Context, t target, r *repair, fresh bool) (plumbing.Hash, error) {
 	if err := cleanPackTemps(s.repoDir()); err != nil { // a crash's or a full disk's leftovers
 		s.log.Warn("git: remove partial packs", "source", s, "error", err)
 	}
 	repo, err := s.openRepo()
 	if err != nil {
-		return Snapshot{}, s.wrap("cache", s.cacheErr(err))
+		return plumbing.ZeroHash, s.wrap("cache", s.cacheErr(err))
 	}
-	commit, err := s.fetchCommit(ctx, repo, t)
+	if !s.cloneChecked {
+		if err := checkPacks(s.repoDir()); err != nil {
+			return plumbing.ZeroHash, s.wrap("cache", &cloneError{err})
+		}
+		s.cloneChecked = true
+	}
+	commit, err := s.commit(ctx, repo, t, fresh)
 	if err != nil {
-		return Snapshot{}, err
+		return plumbing.ZeroHash, err
 	}
 	if len(s.verifyKeys) > 0 && !s.verified[commit.Hash] {
 		if err := verifyCommit(commit, s.verifyKeys); err != nil {
-			return Snapshot{}, s.wrap("verify", err)
+			return plumbing.ZeroHash, s.wrap("verify", err)
 		}
 		s.verified[commit.Hash] = true
 	}
-	if err := s.export(ctx, repo, commit); err != nil {
-		return Snapshot{}, s.wrap("checkout", err)
+	rewrote, err := s.export(ctx, repo, commit)
+	if err != nil {
+		return plumbing.ZeroHash, s.wrap("checkout", err)
 	}
-	return s.activate(commit.Hash, t.name), nil
+	if rewrote != nil {
+		r.add("snapshot", rewrote)
+	}
+	s.checked[commit.Hash] = true
+	return commit.Hash, nil
+}
+
+// commit returns t's commit: from the clone when its snapshot is published
+// (the clone must then hold it: a snapshot is only written from it), else,
+// or when the clone is fresh, fetched.
+func (s *Source) commit(ctx context.Context, repo *gogit.Repository, t target, fresh bool) (*object.Commit, error) {
+	if fresh || !s.published(t.hash) {
+		return s.fetchCommit(ctx, repo, t)
+	}
+	c, err := repo.CommitObject(t.hash)
+	if err != nil {
+		return nil, s.wrap("cache", &cloneError{fmt.Errorf("commit %s of a published snapshot: %w", t.hash, err)})
+	}
+	s.log.DebugContext(ctx, "git: revision unchanged, not fetching", "source", s, "commit", t.hash.String())
+	return c, nil
+}
+
+// repairFailed says in err, the error of a Fetch that found the cache
+// broken, what it was repairing.
+func (s *Source) repairFailed(err error, r *repair) error {
+	var fe *fetchError
+	if len(r.what) == 0 || !errors.As(err, &fe) {
+		return err
+	}
+	return &fetchError{msg: fe.msg + " (repairing the cache " + strings.Join(r.what, " and ") + ": " + s.reasonText(r) + ")", err: err}
+}
+
+// dropClone removes the cache clone, to be cloned again.
+func (s *Source) dropClone() error {
+	s.cloneChecked = false
+	return os.RemoveAll(s.repoDir())
 }
 
 // lsRemote resolves the ref against the remote's advertised refs. A commit
@@ -127,9 +197,10 @@ func (s *Source) lsRemote(ctx context.Context) (target, error) {
 }
 
 // published reports whether h's snapshot exists (it is complete: snapshots
-// appear only by rename) and may be handed out without fetching.
+// appear only by rename). It may still differ from its commit: see
+// Source.checked.
 func (s *Source) published(h plumbing.Hash) bool {
-	if h.IsZero() || (len(s.verifyKeys) > 0 && !s.verified[h]) {
+	if h.IsZero() {
 		return false
 	}
 	_, err := os.Lstat(s.snapshotDir(h))
@@ -336,7 +407,7 @@ func peel(repo *gogit.Repository, h plumbing.Hash) (*object.Commit, error) {
 	for range 10 {
 		obj, err := repo.Object(plumbing.AnyObject, h)
 		if err != nil {
-			return nil, err
+			return nil, fromClone(err)
 		}
 		switch o := obj.(type) {
 		case *object.Commit:

@@ -41,17 +41,33 @@ func (s *Source) snapshotDir(h plumbing.Hash) string {
 
 // export writes commit's tree to its snapshot directory: into a temp dir
 // first, renamed into place only once complete, so a snapshot directory is
-// always whole. An existing snapshot is kept as it is.
-func (s *Source) export(ctx context.Context, repo *gogit.Repository, commit *object.Commit) (err error) {
+// always whole. A snapshot already there is kept when it matches the commit
+// (checkSnapshot) and written again when it does not; that is reported as
+// rewrote. A failure to read the clone is a *cloneError.
+func (s *Source) export(ctx context.Context, repo *gogit.Repository, commit *object.Commit) (rewrote error, err error) {
 	dir := s.snapshotDir(commit.Hash)
-	if _, err := os.Lstat(dir); err == nil {
-		return nil
-	}
-	b := &snapshotBudget{limits: s.limits}
-	tree, err := b.tree(repo.Storer, commit.TreeHash)
+	tree, err := (&snapshotBudget{limits: s.limits}).tree(repo.Storer, commit.TreeHash)
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", commit.Hash, err)
+		return nil, fmt.Errorf("commit %s: %w", commit.Hash, err)
 	}
+	if _, err := os.Lstat(dir); err == nil {
+		var mismatch *mismatchError
+		err := s.checkSnapshot(ctx, dir, repo.Storer, tree)
+		if !errors.As(err, &mismatch) {
+			return nil, err
+		}
+		s.log.DebugContext(ctx, "git: snapshot differs from its commit, writing it again", "source", s, "commit", commit.Hash.String(), "error", err)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+		rewrote = err
+	}
+	return rewrote, s.write(ctx, repo, commit, tree)
+}
+
+// write writes commit's tree into a new snapshot directory.
+func (s *Source) write(ctx context.Context, repo *gogit.Repository, commit *object.Commit, tree *object.Tree) (err error) {
+	b := &snapshotBudget{limits: s.limits}
 	tmp, err := os.MkdirTemp(s.snapshotsDir(), tmpPrefix+commit.Hash.String()[:12]+"-")
 	if err != nil {
 		return err
@@ -72,7 +88,7 @@ func (s *Source) export(ctx context.Context, repo *gogit.Repository, commit *obj
 	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp made it 0700
 		return err
 	}
-	return os.Rename(tmp, dir)
+	return os.Rename(tmp, s.snapshotDir(commit.Hash))
 }
 
 // writeTree recreates tree under dir inside root. os.Root keeps every write
@@ -143,17 +159,20 @@ func checkEntryName(name string) error {
 	return nil
 }
 
+// writeBlob writes blob h to name. Its bytes are hashed as they are
+// written: a clone that returns other bytes than the commit names (a
+// corrupt or truncated pack) fails the write with a *cloneError.
 func writeBlob(root *os.Root, st storer.EncodedObjectStorer, b *snapshotBudget, h plumbing.Hash, name string, perm os.FileMode) (err error) {
 	blob, err := object.GetBlob(st, h)
 	if err != nil {
-		return err
+		return fromClone(err)
 	}
 	if err := b.file(blob.Size); err != nil {
 		return err
 	}
 	r, err := blob.Reader()
 	if err != nil {
-		return err
+		return fromClone(err)
 	}
 	defer r.Close()
 	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
@@ -165,8 +184,15 @@ func writeBlob(root *os.Root, st storer.EncodedObjectStorer, b *snapshotBudget, 
 			err = cerr
 		}
 	}()
-	_, err = io.Copy(f, io.LimitReader(r, blob.Size))
-	return err
+	hasher := plumbing.NewHasher(plumbing.BlobObject, blob.Size)
+	n, err := io.Copy(f, io.TeeReader(cloneReader{io.LimitReader(r, blob.Size)}, hasher))
+	switch {
+	case err != nil:
+		return err
+	case n != blob.Size || hasher.Sum() != h:
+		return &cloneError{fmt.Errorf("blob %s reads as %d bytes of other content than its %d", h, n, blob.Size)}
+	}
+	return nil
 }
 
 // snapshotBudget counts what one export writes against the snapshot limits.
@@ -201,12 +227,13 @@ func (b *snapshotBudget) file(size int64) error {
 func (b *snapshotBudget) tree(st storer.EncodedObjectStorer, h plumbing.Hash) (*object.Tree, error) {
 	o, err := st.EncodedObject(plumbing.TreeObject, h)
 	if err != nil {
-		return nil, err
+		return nil, fromClone(err)
 	}
 	if over(b.limits.objectSize, o.Size()) {
 		return nil, &limitError{what: fmt.Sprintf("tree of %d bytes", o.Size()), limit: b.limits.objectSize, unit: "byte", option: "MaxObjectSize"}
 	}
-	return object.DecodeTree(st, o)
+	t, err := object.DecodeTree(st, o)
+	return t, fromClone(err)
 }
 
 // maxSymlinkTarget bounds a symlink blob: the OS limit is PATH_MAX.
@@ -215,17 +242,24 @@ const maxSymlinkTarget = 4096
 func readBlob(st storer.EncodedObjectStorer, h plumbing.Hash) ([]byte, error) {
 	blob, err := object.GetBlob(st, h)
 	if err != nil {
-		return nil, err
+		return nil, fromClone(err)
 	}
 	if blob.Size > maxSymlinkTarget {
 		return nil, fmt.Errorf("symlink target longer than %d bytes", maxSymlinkTarget)
 	}
 	r, err := blob.Reader()
 	if err != nil {
-		return nil, err
+		return nil, fromClone(err)
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	b, err := io.ReadAll(io.LimitReader(r, blob.Size))
+	if err != nil {
+		return nil, fromClone(err)
+	}
+	if plumbing.ComputeHash(plumbing.BlobObject, b) != h {
+		return nil, &cloneError{fmt.Errorf("blob %s reads as other content", h)}
+	}
+	return b, nil
 }
 
 // activate makes h's snapshot the current one: it is marked most recent,
@@ -290,6 +324,7 @@ func (s *Source) clean(current plumbing.Hash) {
 }
 
 func (s *Source) remove(name string) {
+	delete(s.checked, plumbing.NewHash(name))
 	if err := os.RemoveAll(filepath.Join(s.snapshotsDir(), name)); err != nil {
 		s.log.Warn("git: remove old snapshot", "source", s, "snapshot", name, "error", err)
 	}

@@ -131,9 +131,11 @@ type Options struct {
 	// negative means unlimited.
 	MaxSnapshotFiles int64
 
-	// Logger receives DEBUG detail (skipped fetches) and a WARN when an old
-	// snapshot cannot be removed. Default: discard. Fetch's result and error
-	// are the real report.
+	// Logger receives DEBUG detail (skipped fetches), a WARN "git cache
+	// repaired" when a corrupt snapshot or clone was rebuilt (nothing else
+	// reports a repair that succeeded), and a WARN when an old snapshot
+	// cannot be removed. Default: discard. Fetch's result and error are the
+	// real report.
 	Logger *slog.Logger
 }
 
@@ -192,6 +194,14 @@ type Source struct {
 	sem chan struct{}
 	// verified lists commits whose signature passed, guarded by sem.
 	verified map[plumbing.Hash]bool
+	// checked lists the snapshots compared with their commit (or written
+	// from it) by this process, so a resync does not hash them again;
+	// cloneChecked says the clone's packs were checked. Guarded by sem.
+	checked      map[plumbing.Hash]bool
+	cloneChecked bool
+	// onCheck, set only by tests, is called for every snapshot checked
+	// against its commit.
+	onCheck func(dir string)
 	// faults, set only by tests, wraps the cache storage a fetch writes to,
 	// to fail writes that a real disk fails only when full at one moment.
 	faults func(storage.Storer) storage.Storer
@@ -216,6 +226,7 @@ func New(opts Options) (*Source, error) {
 		log:        opts.Logger,
 		sem:        make(chan struct{}, 1),
 		verified:   map[plumbing.Hash]bool{},
+		checked:    map[plumbing.Hash]bool{},
 		limits: limits{
 			fetchSize:     positiveOr(opts.MaxFetchSize, DefaultMaxFetchSize),
 			refsSize:      positiveOr(opts.MaxRefsSize, DefaultMaxRefsSize),
