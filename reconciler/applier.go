@@ -363,7 +363,9 @@ func (a *Applier) patch(ctx context.Context, res dynamic.ResourceInterface, obj 
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	return res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts)
+	return retryLost(ctx, func() (*unstructured.Unstructured, error) {
+		return res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data, opts)
+	})
 }
 
 // resource maps an object to its API resource client.
@@ -450,7 +452,9 @@ func (a *Applier) get(ctx context.Context, obj *unstructured.Unstructured) (*uns
 	if err != nil {
 		return nil, err
 	}
-	return res.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	return retryLost(ctx, func() (*unstructured.Unstructured, error) {
+		return res.Get(ctx, obj.GetName(), metav1.GetOptions{})
+	})
 }
 
 func (a *Applier) unchangedSince(ref ObjRef, live, desired [sha256.Size]byte) bool {

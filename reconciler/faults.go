@@ -104,6 +104,35 @@ func walkLeaves(err error, f func(error)) {
 // reached or did not answer (see Classify's api-unreachable).
 func Unreachable(err error) bool { return anyLeaf(err, isUnreachable) }
 
+// lostRetries are the delays between the attempts of a request whose
+// connection was lost (retryLost): two seconds in all, so that one
+// reset connection does not fail a sync of a thousand objects, and an
+// outage still fails it within two seconds.
+var lostRetries = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, time.Second}
+
+// retryLost runs an idempotent request (a server-side apply, its dry-run,
+// a GET, a preconditioned DELETE) again when its connection was lost
+// before an answer (Unreachable: reset, EOF, refused), up to
+// len(lostRetries) times. An answer of the server, whatever it says, is
+// returned as it is.
+func retryLost[T any](ctx context.Context, request func() (T, error)) (T, error) {
+	v, err := request()
+	for _, d := range lostRetries {
+		if err == nil || !Unreachable(err) || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, err
+		case <-t.C:
+		}
+		v, err = request()
+	}
+	return v, err
+}
+
 // anyLeaf reports whether f holds for one of err's leaves (walkLeaves).
 func anyLeaf(err error, f func(error) bool) bool {
 	found := false
@@ -173,8 +202,8 @@ func typedPatchFailed(se *apierrors.StatusError) bool {
 // APIReachability follows whether the API server answers, from every
 // request the process makes through its transport (WrapTransport): client
 // requests, watches, Events and the Lease. A request that fails to connect
-// starts a probe of /readyz; if the probe fails too, the server is
-// unreachable, which is logged once ("API server unreachable", WARN),
+// starts a probe of /readyz; if two probes in a row fail too, the server
+// is unreachable, which is logged once ("API server unreachable", WARN),
 // until a request or the probe (every ProbeInterval) succeeds ("API server
 // reachable", INFO, with how long it was not). Loops wait for that moment
 // to retry (Wait), so a sync converges within a probe interval of the
@@ -279,10 +308,11 @@ func (a *APIReachability) ok() {
 	a.endLocked()
 }
 
-// run probes until the server answers. The first probe decides whether
-// the failure was an outage or one lost connection (which is not logged).
+// run probes until the server answers. Two failed probes in a row make
+// an outage; a failure the first or second probe answers was lost
+// connections (a lossy path), which is not logged.
 func (a *APIReachability) run(cause error) {
-	for first := true; ; first = false {
+	for failed := 0; ; {
 		ctx, cancel := context.WithTimeout(context.Background(), max(a.interval, 2*time.Second))
 		err := a.probe(ctx)
 		cancel()
@@ -292,7 +322,7 @@ func (a *APIReachability) run(cause error) {
 			a.mu.Unlock()
 			return
 		}
-		if first {
+		if failed++; failed == 2 {
 			a.down.Store(true)
 			a.logger.Warn("API server unreachable", "error", cause.Error())
 			if a.onChange != nil {

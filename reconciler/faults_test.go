@@ -248,3 +248,26 @@ func TestFailureKey(t *testing.T) {
 		t.Error("another revision or stage is the same failure")
 	}
 }
+
+func TestRetryLost(t *testing.T) {
+	lost := &url.Error{Op: "Patch", URL: "u", Err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}
+	calls := 0
+	v, err := retryLost(context.Background(), func() (int, error) {
+		if calls++; calls < 3 {
+			return 0, lost
+		}
+		return 7, nil
+	})
+	if v != 7 || err != nil || calls != 3 {
+		t.Errorf("lost twice then answered: %d, %v after %d calls; want 7, nil after 3", v, err, calls)
+	}
+	calls = 0
+	invalid := apierrors.NewInvalid(schema.GroupKind{Kind: "ConfigMap"}, "b", nil)
+	if _, err := retryLost(context.Background(), func() (int, error) { calls++; return 0, invalid }); err != invalid || calls != 1 {
+		t.Errorf("an answer was retried: %v after %d calls", err, calls)
+	}
+	calls = 0
+	if _, err := retryLost(context.Background(), func() (int, error) { calls++; return 0, lost }); err != lost || calls != 1+len(lostRetries) {
+		t.Errorf("always lost: %v after %d calls, want %d", err, calls, 1+len(lostRetries))
+	}
+}

@@ -522,7 +522,7 @@ func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, er
 	if err != nil {
 		return false, "", fmt.Errorf("%s: %w", ref, err)
 	}
-	live, err := res.Get(ctx, ref.Name, metav1.GetOptions{})
+	live, err := retryLost(ctx, func() (*unstructured.Unstructured, error) { return res.Get(ctx, ref.Name, metav1.GetOptions{}) })
 	if apierrors.IsNotFound(err) {
 		return false, "", nil
 	}
@@ -539,8 +539,10 @@ func (s *Syncer) deleteIfOurs(ctx context.Context, ref ObjRef) (bool, string, er
 	// Preconditions: delete exactly what was checked, not an object another
 	// inventory adopted since.
 	uid, rv := live.GetUID(), live.GetResourceVersion()
-	err = res.Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy,
-		Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	_, err = retryLost(ctx, func() (struct{}, error) {
+		return struct{}{}, res.Delete(ctx, ref.Name, metav1.DeleteOptions{PropagationPolicy: &policy,
+			Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+	})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return false, "", fmt.Errorf("%s: delete: %w", ref, err)
 	}
