@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +29,7 @@ func TestFaultFullCacheDisk(t *testing.T) {
 		"--interval", interval.String(), "--cache-dir", cache)
 	d.waitFor(t, 60*time.Second, "first sync complete", syncComplete(sha))
 
-	repo := &workRepo{t: t, dir: t.TempDir()}
-	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	repo := cloneRepo(t, srv)
 	big := make([]byte, 8<<20) // incompressible: the pack is as large
 	rand.Read(big)
 	if err := os.WriteFile(repo.path("big.bin"), big, 0o644); err != nil {

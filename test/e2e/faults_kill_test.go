@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,8 +38,7 @@ func TestFaultKilledMidSync(t *testing.T) {
 	d.waitFor(t, 90*time.Second, "sync complete after the restart", syncComplete(sha))
 	checkManaged(t, ns, 1000)
 
-	repo := &workRepo{t: t, dir: t.TempDir()}
-	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	repo := cloneRepo(t, srv)
 	var objs strings.Builder
 	for i := range 600 {
 		fmt.Fprintf(&objs, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-%d\n  namespace: %s\ndata:\n  i: %q\n", i, ns, strconv.Itoa(i))

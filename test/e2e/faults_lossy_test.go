@@ -41,8 +41,7 @@ func TestFaultLossyAPIPath(t *testing.T) {
 		"--path", "overlays/many", "--interval", "5s")
 	d.waitFor(t, 3*time.Minute, "first sync complete", syncComplete(sha))
 
-	repo := &workRepo{t: t, dir: t.TempDir()}
-	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	repo := cloneRepo(t, srv)
 	var objs strings.Builder
 	for i := range 90 {
 		fmt.Fprintf(&objs, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-%d\n  namespace: %s\ndata:\n  i: %q\n  changed: \"yes\"\n", i, ns, strconv.Itoa(i))

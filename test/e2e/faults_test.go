@@ -100,6 +100,14 @@ func TestFaultAPIServerDownAtStart(t *testing.T) {
 	checkOutageRecords(t, d)
 }
 
+// cloneRepo is a work clone of <server>/stack.git to commit to.
+func cloneRepo(t *testing.T, srv *gitServer) *workRepo {
+	t.Helper()
+	repo := &workRepo{t: t, dir: t.TempDir()}
+	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	return repo
+}
+
 // configMapsRepo makes <server>/stack.git whose overlays/many holds
 // Namespace ns and n ConfigMaps in it, and returns its commit.
 func configMapsRepo(t *testing.T, srv *gitServer, ns string, n int) string {
@@ -411,8 +419,7 @@ func TestFaultGitServerMisbehaves(t *testing.T) {
 	d.waitFor(t, 60*time.Second, "first sync complete", syncComplete(sha))
 	rss := watchRSS(t, d.cmd.Process.Pid)
 
-	repo := &workRepo{t: t, dir: t.TempDir()}
-	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	repo := cloneRepo(t, srv)
 	for i, m := range []string{"endless 500", "200 with HTML", "401 echoing the headers", "garbage refs", "truncated pack"} {
 		// A new commit for each, so that the fetch has a pack to get.
 		writeFile(t, repo.path("overlays/many/namespace.yaml"),
@@ -483,8 +490,7 @@ func TestFaultLeaderPaused(t *testing.T) {
 	const lease = 12 * time.Second // cmd/gitopsd's leaseDuration
 	srv := newGitServer(t)
 	sha := configMapsRepo(t, srv, ns, 20)
-	repo := &workRepo{t: t, dir: t.TempDir()}
-	repo.git(repo.dir, "clone", "--quiet", filepath.Join(srv.Root, "stack.git"), ".")
+	repo := cloneRepo(t, srv)
 	ctx := t.Context()
 	args := []string{"--git-url", srv.URL + "/stack.git", "--git-ref", "main", "--path", "overlays/many", "--interval", "2s",
 		"--leader-elect", "--leader-election-namespace", "gitopsd", "--leader-election-id", ns, "--name", ns}
