@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"crypto/rand"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,12 +13,19 @@ import (
 	"github.com/gitopsd/gitopsd/reconciler"
 )
 
-// TestFaultFullCacheDisk runs the daemon with its cache on a 4 MiB tmpfs
-// and commits a file that does not fit: the sync fails at stage fetch
+// TestFaultFullCacheDisk runs the daemon with its cache on a 4 MiB tmpfs,
+// over http and over file:// (whose git-upload-pack child used to block on
+// a full pipe for ever), and commits a file that does not fit: the sync fails at stage fetch
 // naming the cache directory, the cluster keeps its objects; once the
 // filesystem is grown, the next commit is applied without a restart.
 func TestFaultFullCacheDisk(t *testing.T) {
-	const ns = "fault-disk-e2e"
+	for _, transport := range []string{"http", "file"} {
+		t.Run(transport, func(t *testing.T) { fullCacheDisk(t, transport) })
+	}
+}
+
+func fullCacheDisk(t *testing.T, transport string) {
+	ns := "fault-disk-" + transport + "-e2e"
 	cache := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", cache).CombinedOutput(); err != nil {
 		t.Fatalf("mount a tmpfs (the fault cases run as root): %v: %s", err, out)
@@ -25,8 +34,12 @@ func TestFaultFullCacheDisk(t *testing.T) {
 	srv := newGitServer(t)
 	sha := configMapsRepo(t, srv, ns, 10)
 	const interval = 2 * time.Second
-	d := startDaemon(t, "--git-url", srv.URL+"/stack.git", "--git-ref", "main", "--path", "overlays/many",
-		"--interval", interval.String(), "--cache-dir", cache)
+	gitURL := srv.URL + "/stack.git"
+	if transport == "file" {
+		gitURL = "file://" + filepath.Join(srv.Root, "stack.git")
+	}
+	d := startDaemon(t, "--git-url", gitURL, "--git-ref", "main", "--path", "overlays/many",
+		"--interval", interval.String(), "--cache-dir", cache, "--git-timeout", "10s")
 	d.waitFor(t, 60*time.Second, "first sync complete", syncComplete(sha))
 
 	repo := cloneRepo(t, srv)
@@ -36,7 +49,14 @@ func TestFaultFullCacheDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	full := repo.commit("a file larger than the cache's filesystem")
+	pushed := time.Now()
 	rec := d.waitFor(t, 60*time.Second, "sync failed at fetch", syncFailed(reconciler.StageFetch, ""))
+	if took := recordTime(t, rec).Sub(pushed); took > interval+10*time.Second {
+		t.Errorf("the fetch failed %s after the push, want within an interval and the git timeout", took.Round(time.Millisecond))
+	}
+	if code, body := httpGet(t, d.baseURL(t)+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz while the disk is full: %d %s (the loop is not stuck: its fetch fails)", code, body)
+	}
 	t.Logf("full disk: %s", shorten(rec.str("error"), 300))
 	if !strings.Contains(rec.str("error"), cache) || !strings.Contains(rec.str("error"), "no space left on device") {
 		t.Errorf("the fetch error does not name the cache directory and the full disk: %s", rec.str("error"))
