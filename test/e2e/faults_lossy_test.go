@@ -36,7 +36,7 @@ func TestFaultLossyAPIPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	lossy := filepath.Join(t.TempDir(), "kubeconfig")
-	writeFile(t, lossy, strings.ReplaceAll(string(kubeconfig), api.Host, proxy))
+	writeFile(t, lossy, strings.ReplaceAll(string(kubeconfig), api.Host, proxy.addr))
 	d := startDaemon(t, "--kubeconfig", lossy, "--git-url", srv.URL+"/stack.git", "--git-ref", "main",
 		"--path", "overlays/many", "--interval", "5s")
 	d.waitFor(t, 3*time.Minute, "first sync complete", syncComplete(sha))
@@ -50,9 +50,8 @@ func TestFaultLossyAPIPath(t *testing.T) {
 	pushed := time.Now()
 	head := repo.commit("90 changed, 10 removed")
 	rec := d.waitFor(t, 3*time.Minute, "the commit of 100 changes", syncComplete(head))
-	p, _ := lossyProxies.Load(proxy)
 	t.Logf("100 changes converged %s after the push through the lossy path (configured %v, pruned %v); %d connections, %d reset",
-		recordTime(t, rec).Sub(pushed).Round(time.Millisecond), rec["configured"], rec["pruned"], p.(lossyProxy).conns(), p.(lossyProxy).resets())
+		recordTime(t, rec).Sub(pushed).Round(time.Millisecond), rec["configured"], rec["pruned"], proxy.conns(), proxy.resets())
 
 	list, err := env.cs.CoreV1().ConfigMaps(ns).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
@@ -90,16 +89,13 @@ type lossyProxy struct {
 func (p lossyProxy) conns() int  { p.st.mu.Lock(); defer p.st.mu.Unlock(); return p.st.nconns }
 func (p lossyProxy) resets() int { p.st.mu.Lock(); defer p.st.mu.Unlock(); return p.st.nreset }
 
-var lossyProxies sync.Map // addr -> lossyProxy, for the test's figures
-
-func newLossyProxy(t *testing.T, target string, delay time.Duration, resetShare float64) string {
+func newLossyProxy(t *testing.T, target string, delay time.Duration, resetShare float64) lossyProxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := lossyProxy{addr: l.Addr().String(), st: &lossyProxyState{}}
-	lossyProxies.Store(p.addr, p)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { l.Close(); wg.Wait() })
 	go func() {
@@ -111,7 +107,7 @@ func newLossyProxy(t *testing.T, target string, delay time.Duration, resetShare 
 			wg.Go(func() { p.serve(c, target, delay, resetShare) })
 		}
 	}()
-	return p.addr
+	return p
 }
 
 func (p lossyProxy) serve(c net.Conn, target string, delay time.Duration, resetShare float64) {
